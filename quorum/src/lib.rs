@@ -1,0 +1,53 @@
+//! `quorum` — the pure protocol core of quorumgate.
+//!
+//! Everything an agent *decides* lives here; everything it *does* lives in the `agent` crate.
+//! This crate performs no I/O, spawns nothing and never reads a clock: time comes in as a
+//! [`UnixMillis`] argument, so every function is deterministic and testable on a virtual clock.
+//!
+//! # Layout
+//!
+//! - [`ids`]: validated identifiers (`AgentId`, `CheckId`, `Reason`).
+//! - [`observation`]: what one agent saw of one check (`Observation`, `Status`).
+//! - [`ballot`]: one agent's observations for one round (`Ballot`, `ConfigDigest`).
+//! - [`codec`]: the versioned, canonical, length-bounded binary encoding.
+//! - [`signed`]: ed25519 signatures over a domain tag and the canonical bytes (`SignedBallot`).
+//! - [`membership`]: the static member list and the quorum size Q = ⌊N/2⌋+1.
+//! - [`book`]: validation on receipt (`BallotBook::handle_ballot`) and the latest ballot per member.
+//! - [`tally`]: the majority count per check, with a verifiable [`Certificate`].
+//! - [`decision`]: the per-check hysteresis machine (fall/rise/hold-down).
+//! - [`engine`]: the book plus one decision machine per check — what the agent drives.
+//!
+//! # Invariants
+//!
+//! - A [`tally::Verdict`] other than `NoQuorum` always carries Q distinct, live, correctly
+//!   signed ballots that say so.
+//! - A [`decision::Transition`] always carries the certificate of the verdict that caused it.
+//! - Decoding untrusted bytes never panics and never allocates more than the input's size.
+
+#![forbid(unsafe_code)]
+
+pub mod ballot;
+pub mod book;
+pub mod codec;
+pub mod decision;
+pub mod engine;
+pub mod ids;
+pub mod membership;
+pub mod observation;
+pub mod signed;
+pub mod tally;
+pub mod time;
+
+pub use ballot::{Ballot, BallotError, ConfigDigest};
+pub use book::{Accepted, BallotBook, BookConfig, Rejection, VerifiedBallot};
+pub use decision::{After, DecisionMachine, DecisionPolicy, State, Transition};
+pub use engine::Engine;
+pub use ids::{AgentId, CheckId, IdError, Reason};
+pub use membership::{Member, Membership, MembershipError};
+pub use observation::{Observation, Status};
+pub use signed::{SignedBallot, SigningKey, VerifyingKey};
+pub use tally::{
+    tally, tally_all, verify_certificate, CertError, Certificate, Outcome, Verdict,
+    VerifiedCertificate,
+};
+pub use time::UnixMillis;
