@@ -1,0 +1,146 @@
+//! The config digest: SHA-256 over a canonical form of the shared configuration.
+//!
+//! # Canonical form (version 1)
+//!
+//! The first line is `quorumgate-config-digest-v1`. Then every shared setting becomes one line
+//! `path=value`, where `path` names the setting by ids, not positions (`members[use1].url`,
+//! `checks[app].probe.http.expect_status`) and `value` is JSON (strings escaped, so no value
+//! can contain a newline). The lines are sorted bytewise and each ends with `\n`.
+//!
+//! So the order of `[[members]]`, `[[checks]]` and keys, comments and whitespace in the file, and
+//! all of `[local]` do not change the digest. Values are normalised: durations in ms, keys as
+//! hex of their 32 bytes, URLs as parsed, HTTP status and DNS answer lists as sorted sets.
+//! A setting that is unset (`None`) emits no line, so a later version that adds an optional
+//! setting keeps the digest of configs that don't use it (agents can be upgraded one by one).
+
+use quorum::{After, ConfigDigest};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::model::{CheckConfig, MemberConfig, SharedConfig};
+use crate::probe::{DnsRecordType, DnsTransport, ProbeSpec, TlsVerify};
+
+const DOMAIN: &str = "quorumgate-config-digest-v1";
+
+/// SHA-256 over the canonical form of `shared` (see the module docs).
+#[must_use]
+pub fn digest_of(shared: &SharedConfig) -> ConfigDigest {
+    let mut sha = Sha256::new();
+    for line in canonical_lines(shared) {
+        sha.update(line.as_bytes());
+        sha.update(b"\n");
+    }
+    ConfigDigest(sha.finalize().into())
+}
+
+/// The canonical lines, sorted, domain line first. Public in the crate for tests and `check`.
+pub(crate) fn canonical_lines(shared: &SharedConfig) -> Vec<String> {
+    let mut c = Canon(Vec::new());
+    let k = &shared.cluster;
+    c.put("cluster.name", &k.name);
+    c.put("cluster.round_interval_ms", k.round_interval_ms);
+    c.put("cluster.ballot_valid_for_ms", k.ballot_valid_for_ms);
+    c.put("cluster.max_clock_skew_ms", k.max_clock_skew_ms);
+    c.put("cluster.max_ballot_bytes", k.max_ballot_bytes);
+    c.put("cluster.peer_timeout_ms", k.peer_timeout_ms);
+    c.put("cluster.allow_single_member", k.allow_single_member);
+    for m in &shared.members {
+        member(&mut c, m);
+    }
+    for check in &shared.checks {
+        self::check(&mut c, check);
+    }
+    let mut lines = c.0;
+    lines.sort();
+    lines.insert(0, DOMAIN.to_owned());
+    lines
+}
+
+fn member(c: &mut Canon, m: &MemberConfig) {
+    let p = format!("members[{}]", m.id);
+    c.put(&format!("{p}.region"), &m.region);
+    c.put(&format!("{p}.url"), m.url.as_str());
+    c.put(&format!("{p}.public_key"), hex::encode(m.public_key.as_bytes()));
+}
+
+fn check(c: &mut Canon, ch: &CheckConfig) {
+    let p = format!("checks[{}]", ch.id);
+    c.put(&format!("{p}.interval_ms"), ch.interval_ms);
+    c.put(&format!("{p}.timeout_ms"), ch.timeout_ms);
+    c.put(&format!("{p}.initial"), ch.policy.initial.as_str());
+    c.put(&format!("{p}.fall_after"), after(ch.policy.fall_after));
+    c.put(&format!("{p}.rise_after"), after(ch.policy.rise_after));
+    c.put(&format!("{p}.hold_down_ms"), ch.policy.hold_down_ms);
+    probe(c, &format!("{p}.probe"), &ch.probe);
+}
+
+fn after(a: After) -> String {
+    match a {
+        After::Rounds(n) => format!("rounds:{n}"),
+        After::Millis(ms) => format!("ms:{ms}"),
+    }
+}
+
+fn probe(c: &mut Canon, p: &str, spec: &ProbeSpec) {
+    let p = format!("{p}.{}", spec.kind());
+    match spec {
+        ProbeSpec::Http(h) => {
+            c.put(&format!("{p}.url"), h.url.as_str());
+            c.put(&format!("{p}.method"), &h.method);
+            c.put(&format!("{p}.expect_status"), &h.expect_status);
+            c.opt(&format!("{p}.body_contains"), h.body_contains.as_ref());
+            c.put(&format!("{p}.headers"), &h.headers);
+            c.opt(&format!("{p}.host"), h.host.as_ref());
+            tls(c, &p, &h.tls);
+            c.opt(&format!("{p}.latency_threshold_ms"), h.latency_threshold_ms);
+            c.put(&format!("{p}.max_body_bytes"), h.max_body_bytes);
+        }
+        ProbeSpec::Tcp(t) => {
+            c.put(&format!("{p}.address"), &t.address);
+            c.put(&format!("{p}.tls"), t.tls.is_some());
+            if let Some(v) = &t.tls {
+                tls(c, &p, v);
+            }
+        }
+        ProbeSpec::Dns(d) => {
+            c.put(&format!("{p}.name"), &d.name);
+            let t = match d.record_type {
+                DnsRecordType::A => "A",
+                DnsRecordType::Aaaa => "AAAA",
+                DnsRecordType::Cname => "CNAME",
+                DnsRecordType::Txt => "TXT",
+                DnsRecordType::Mx => "MX",
+                DnsRecordType::Ns => "NS",
+            };
+            c.put(&format!("{p}.type"), t);
+            c.put(&format!("{p}.nameserver"), d.nameserver.to_string());
+            let transport = match d.transport {
+                DnsTransport::Udp => "udp",
+                DnsTransport::Tcp => "tcp",
+            };
+            c.put(&format!("{p}.transport"), transport);
+            c.put(&format!("{p}.expect"), &d.expect);
+        }
+    }
+}
+
+fn tls(c: &mut Canon, p: &str, t: &TlsVerify) {
+    c.opt(&format!("{p}.ca_file"), t.ca_file.as_ref().map(|f| f.to_string_lossy()));
+    c.opt(&format!("{p}.server_name"), t.server_name.as_ref());
+}
+
+struct Canon(Vec<String>);
+
+impl Canon {
+    fn put(&mut self, path: &str, value: impl Serialize) {
+        // Serializing strings, numbers, bools and lists of them to JSON cannot fail.
+        let json = serde_json::to_string(&value).unwrap_or_else(|e| format!("\"<unserializable: {e}>\""));
+        self.0.push(format!("{path}={json}"));
+    }
+
+    fn opt(&mut self, path: &str, value: Option<impl Serialize>) {
+        if let Some(v) = value {
+            self.put(path, v);
+        }
+    }
+}

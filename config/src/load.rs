@@ -1,0 +1,135 @@
+//! Loading: figment layers in, [`Config`] or every error out.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::Value;
+use figment::Figment;
+
+use crate::digest::digest_of;
+use crate::errors::{ConfigErrors, FieldError, FieldPath, Report, Seg};
+use crate::lenient;
+use crate::model::Config;
+use crate::raw::RawConfig;
+use crate::validate;
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "QUORUMGATE_";
+/// Separator of nested keys in environment variable names: `QUORUMGATE_LOCAL__AGENT_ID`.
+pub const ENV_SEPARATOR: &str = "__";
+/// `QUORUMGATE_*` variables that are not settings (the CLI reads them), so not rejected as
+/// unknown keys.
+pub const ENV_NOT_SETTINGS: &[&str] = &["QUORUMGATE_CONFIG"];
+
+/// The environment layer: `QUORUMGATE_*`, nested on `__`, minus [`ENV_NOT_SETTINGS`].
+#[must_use]
+pub fn env_provider() -> Env {
+    let ignored: Vec<String> = ENV_NOT_SETTINGS.iter().map(|v| v[ENV_PREFIX.len()..].to_ascii_lowercase()).collect();
+    let ignored: Vec<&str> = ignored.iter().map(String::as_str).collect();
+    Env::prefixed(ENV_PREFIX).split(ENV_SEPARATOR).ignore(&ignored)
+}
+
+impl Config {
+    /// Built-in defaults < the TOML file at `path` (if any) < `QUORUMGATE_*` environment.
+    /// A missing or unreadable file is an error naming the path.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            let readable = std::fs::File::open(path).and_then(|f| f.metadata()).and_then(|m| {
+                if m.is_file() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("not a regular file"))
+                }
+            });
+            if let Err(e) = readable {
+                return Err(ConfigErrors {
+                    errors: vec![FieldError {
+                        path: path.display().to_string(),
+                        problem: format!("cannot read the config file: {e}"),
+                        fix: "pass the path of a readable TOML file (see examples/quorumgate.example.toml)".to_owned(),
+                    }],
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        Self::from_figment(figment.merge(env_provider()))
+    }
+
+    /// Built-in defaults < the TOML in `s`. No environment (for tests and `check --stdin`).
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigErrors> {
+        Self::from_figment(Figment::from(Toml::string(s)))
+    }
+
+    /// Validates whatever `figment` provides (built-in defaults fill what it leaves unset).
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigErrors> {
+        let value = match figment.extract::<Value>() {
+            Ok(v) => v,
+            Err(e) => return Err(provider_errors(e)),
+        };
+        let mut report = Report::default();
+        let validated = lenient::deserialize::<RawConfig>(&value, &FieldPath::root(), &mut report)
+            .and_then(|raw| validate::validate(&raw, &mut report));
+        report.annotate(|path, e| {
+            if let Some(var) = env_var_of(&figment, &value, path) {
+                e.problem.push_str(&format!(" (set by environment variable {var})"));
+            }
+        });
+        let (mut errors, warnings) = report.into_parts();
+        match validated {
+            Some((shared, local)) if errors.is_empty() => {
+                Ok(Config { digest: digest_of(&shared), shared, local, warnings })
+            }
+            _ => {
+                if errors.is_empty() {
+                    // validate() returns None only after reporting; keep the invariant anyway.
+                    errors.push(FieldError {
+                        path: FieldPath::root().to_string(),
+                        problem: "the configuration is invalid".to_owned(),
+                        fix: "see examples/quorumgate.example.toml".to_owned(),
+                    });
+                }
+                Err(ConfigErrors { errors })
+            }
+        }
+    }
+}
+
+/// Errors of a provider itself (TOML syntax, unreadable file): there is nothing to validate.
+fn provider_errors(err: figment::Error) -> ConfigErrors {
+    let errors = err
+        .into_iter()
+        .map(|e| {
+            let source = e.metadata.as_ref().map(|m| match &m.source {
+                Some(s) => s.to_string(),
+                None => m.name.to_string(),
+            });
+            FieldError {
+                path: source.unwrap_or_else(|| "config".to_owned()),
+                problem: e.kind.to_string(),
+                fix: "fix the syntax at the position shown (TOML: https://toml.io)".to_owned(),
+            }
+        })
+        .collect();
+    ConfigErrors { errors }
+}
+
+/// The environment variable that set the value at `path`, if one did. (The file and the
+/// defaults need no note: that is where an operator looks first.)
+fn env_var_of(figment: &Figment, root: &Value, path: &FieldPath) -> Option<String> {
+    let mut cur = root;
+    let mut keys = Vec::new();
+    for seg in path.segs() {
+        match (seg, cur) {
+            (Seg::Key(k), Value::Dict(_, d)) => {
+                cur = d.get(k)?;
+                keys.push(k.to_ascii_uppercase());
+            }
+            // An environment variable can only set a whole array, named by the keys so far.
+            (Seg::Index(_), Value::Array(..)) => break,
+            _ => return None,
+        }
+    }
+    let metadata = figment.get_metadata(cur.tag())?;
+    metadata.name.contains("environment").then(|| format!("{ENV_PREFIX}{}", keys.join(ENV_SEPARATOR)))
+}

@@ -1,0 +1,156 @@
+//! The validated configuration: what the agent consumes. Built only by the validator, so
+//! holding a [`Config`] means every rule in `validate` holds. Units are in the field names.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use quorum::{AgentId, CheckId, ConfigDigest, DecisionPolicy, Membership, VerifyingKey};
+use url::Url;
+
+use crate::errors::FieldError;
+use crate::probe::ProbeSpec;
+
+/// A loaded, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Identical on every agent; covered by [`Config::digest`].
+    pub shared: SharedConfig,
+    /// This agent's own settings; not covered by the digest.
+    pub local: LocalConfig,
+    /// SHA-256 of the canonical form of `shared` (see [`crate::digest_of`]).
+    pub digest: ConfigDigest,
+    /// Valid but probably unintended settings (e.g. no control probes). The agent logs them at
+    /// start-up; `quorumgate check` prints them.
+    pub warnings: Vec<FieldError>,
+}
+
+impl Config {
+    /// The member with this id.
+    #[must_use]
+    pub fn member(&self, id: &AgentId) -> Option<&MemberConfig> {
+        self.shared.members.iter().find(|m| &m.id == id)
+    }
+
+    /// The check with this id.
+    #[must_use]
+    pub fn check(&self, id: &CheckId) -> Option<&CheckConfig> {
+        self.shared.checks.iter().find(|c| &c.id == id)
+    }
+
+    /// This agent's own member entry (`local.agent_id` always names one).
+    #[must_use]
+    pub fn me(&self) -> Option<&MemberConfig> {
+        self.member(&self.local.agent_id)
+    }
+}
+
+/// The part of the configuration every agent must agree on.
+#[derive(Clone, Debug)]
+pub struct SharedConfig {
+    pub cluster: ClusterSettings,
+    /// In file order.
+    pub members: Vec<MemberConfig>,
+    /// Built from `members`: ids and keys unique, Q = ⌊N/2⌋+1.
+    pub membership: Membership,
+    /// In file order.
+    pub checks: Vec<CheckConfig>,
+}
+
+/// `[cluster]`: protocol timing and limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub name: String,
+    /// How often each agent issues a ballot.
+    pub round_interval_ms: u64,
+    /// How long a ballot counts after it was issued; > `round_interval_ms`.
+    pub ballot_valid_for_ms: u32,
+    /// How far in the future a ballot's `issued_at` may be.
+    pub max_clock_skew_ms: u64,
+    /// Hard cap on an encoded ballot; ≤ 16 MiB.
+    pub max_ballot_bytes: usize,
+    /// Timeout of one ballot POST to a peer; < `round_interval_ms`.
+    pub peer_timeout_ms: u64,
+    /// The operator acknowledged a 1- or 2-member (non-fault-tolerant) setup.
+    pub allow_single_member: bool,
+}
+
+/// `[[members]]`: one agent of the quorum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberConfig {
+    pub id: AgentId,
+    pub region: String,
+    /// Peer base URL (http or https), e.g. `https://use1.internal:9443/`.
+    pub url: Url,
+    pub public_key: VerifyingKey,
+}
+
+/// `[[checks]]`: one thing the quorum decides on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckConfig {
+    pub id: CheckId,
+    pub interval_ms: u64,
+    /// < `interval_ms`.
+    pub timeout_ms: u64,
+    pub policy: DecisionPolicy,
+    pub probe: ProbeSpec,
+}
+
+/// `[local]`: this agent only; outside the digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalConfig {
+    /// Names one of the members.
+    pub agent_id: AgentId,
+    pub listen: SocketAddr,
+    /// The agent's ed25519 signing key. Default: `{state_dir}/agent.key`.
+    pub key_file: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// A tracing filter: `info`, or `warn,quorumgate=debug`.
+    pub log_level: String,
+    /// Most probes in flight at once.
+    pub probe_concurrency: usize,
+    /// `None`: derive the jitter seed from the agent id.
+    pub jitter_seed: Option<u64>,
+    /// Consecutive failed control rounds after which this agent votes Abstain instead of
+    /// Unhealthy. ≥ 1.
+    pub control_failures_to_abstain: u32,
+    /// `Some`: serve HTTPS.
+    pub tls: Option<ServerTls>,
+    pub peer_tls: PeerTls,
+    /// Probes of this agent's own network (abstention). May be empty (with a warning).
+    pub control: Vec<ControlProbe>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// `[local.tls]`: serve HTTPS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// `Some`: require client certificates signed by this CA (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// `[local.peer_tls]`: how this agent connects to its peers.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PeerTls {
+    /// `None`: the platform's roots plus the webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// Both or neither: the client certificate for mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// `[[local.control]]`: a control probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlProbe {
+    /// Unique among control probes; same character rules as a check id.
+    pub id: String,
+    pub timeout_ms: u64,
+    pub probe: ProbeSpec,
+}

@@ -1,0 +1,268 @@
+//! Leaf parsers shared by the validators. Each takes the raw value and its path, reports what is
+//! wrong (with a fix) and returns `None` on failure; callers combine the `Option`s.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use quorum::{IdError, VerifyingKey};
+use url::Url;
+
+use crate::errors::{FieldPath, Report};
+use crate::raw::Dur;
+
+/// `raw`, or "is required" (unless the value was already rejected by serde).
+pub(crate) fn required<'a, T>(raw: Option<&'a T>, path: &FieldPath, report: &mut Report, fix: &str) -> Option<&'a T> {
+    if raw.is_none() {
+        report.error(path, "is required", fix);
+    }
+    raw
+}
+
+/// `raw`, or `default` when no layer set it. `None` when serde already rejected the value (it
+/// was set, just wrongly, so the default must not silently replace it).
+pub(crate) fn or_default<T: Clone>(raw: Option<&T>, default: T, path: &FieldPath, report: &Report) -> Option<T> {
+    match raw {
+        Some(v) => Some(v.clone()),
+        None if report.has_error_at(path) => None,
+        None => Some(default),
+    }
+}
+
+/// A humantime duration in whole milliseconds; zero is rejected.
+pub(crate) fn duration_ms(raw: &str, path: &FieldPath, report: &mut Report) -> Option<u64> {
+    let d = match humantime::parse_duration(raw.trim()) {
+        Ok(d) => d,
+        Err(e) => {
+            report.error(path, format!("{raw:?} is not a duration: {e}"), "write a number with a unit, e.g. \"250ms\", \"5s\" or \"1m\"");
+            return None;
+        }
+    };
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 {
+        report.error(path, format!("must be at least 1ms, is {raw:?}"), "use a positive duration, e.g. \"5s\"");
+        return None;
+    }
+    Some(ms)
+}
+
+/// [`duration_ms`] of the raw value, or of `default` when unset.
+pub(crate) fn duration_or(raw: Option<&Dur>, default: &str, path: &FieldPath, report: &mut Report) -> Option<u64> {
+    let text = or_default(raw.map(|d| &d.0), default.to_owned(), path, report)?;
+    duration_ms(&text, path, report)
+}
+
+/// `5000` → `5s`, for messages.
+pub(crate) fn fmt_ms(ms: u64) -> String {
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
+}
+
+/// An integer in `lo..=hi`.
+pub(crate) fn in_range(n: u64, lo: u64, hi: u64, path: &FieldPath, report: &mut Report, fix: &str) -> Option<u64> {
+    if (lo..=hi).contains(&n) {
+        Some(n)
+    } else {
+        report.error(path, format!("must be between {lo} and {hi}, is {n}"), fix);
+        None
+    }
+}
+
+/// A non-empty string (after trimming), returned as given.
+pub(crate) fn non_empty(raw: &str, path: &FieldPath, report: &mut Report, fix: &str) -> Option<String> {
+    if raw.trim().is_empty() {
+        report.error(path, "must not be empty", fix);
+        None
+    } else {
+        Some(raw.to_owned())
+    }
+}
+
+/// A non-empty path; `example` goes into the fix.
+pub(crate) fn file_path(raw: &str, example: &str, path: &FieldPath, report: &mut Report) -> Option<PathBuf> {
+    non_empty(raw, path, report, &format!("give a path, e.g. \"{example}\", or remove the setting if it is optional"))
+        .map(PathBuf::from)
+}
+
+/// An optional non-empty path: `Some(None)` when unset, `None` on error.
+pub(crate) fn opt_file_path(raw: Option<&String>, example: &str, path: &FieldPath, report: &mut Report) -> Option<Option<PathBuf>> {
+    match raw {
+        None => Some(None),
+        Some(s) => file_path(s, example, path, report).map(Some),
+    }
+}
+
+/// Reports an identifier error from `quorum::ids` with the allowed characters as the fix.
+pub(crate) fn id_error(e: &IdError, raw: &str, path: &FieldPath, report: &mut Report) {
+    report.error(
+        path,
+        format!("{raw:?} is not a valid id: {e}"),
+        "use 1-64 characters of ASCII letters, digits, '-', '_' and '.'",
+    );
+}
+
+/// An `http`/`https` URL with a host. `base`: a peer base URL, so no query or fragment.
+pub(crate) fn http_url(raw: &str, base: bool, path: &FieldPath, report: &mut Report) -> Option<Url> {
+    let example = if base { "\"https://use1.internal:9443\"" } else { "\"https://app.internal/healthz\"" };
+    let url = match Url::parse(raw.trim()) {
+        Ok(u) => u,
+        Err(e) => {
+            report.error(path, format!("{raw:?} is not a URL: {e}"), format!("write a full URL, e.g. {example}"));
+            return None;
+        }
+    };
+    let problem = if !matches!(url.scheme(), "http" | "https") {
+        Some(format!("scheme {:?} is not supported", url.scheme()))
+    } else if url.host_str().is_none_or(str::is_empty) {
+        Some("has no host".to_owned())
+    } else if !url.username().is_empty() || url.password().is_some() {
+        Some("must not contain credentials".to_owned())
+    } else if base && (url.query().is_some() || url.fragment().is_some()) {
+        Some("a peer base URL must not have a query or fragment".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => {
+            report.error(path, format!("{raw:?}: {p}"), format!("use an http:// or https:// URL, e.g. {example}"));
+            None
+        }
+        None => Some(url),
+    }
+}
+
+/// An `ip:port` socket address.
+pub(crate) fn socket_addr(raw: &str, path: &FieldPath, report: &mut Report, example: &str) -> Option<SocketAddr> {
+    match raw.trim().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            report.error(
+                path,
+                format!("{raw:?} is not an IP address with a port"),
+                format!("write ip:port, e.g. \"{example}\" (IPv6 in brackets: \"[::1]:53\")"),
+            );
+            None
+        }
+    }
+}
+
+/// A socket address, or a bare IP that gets `default_port`.
+pub(crate) fn socket_addr_or_ip(raw: &str, default_port: u16, path: &FieldPath, report: &mut Report, example: &str) -> Option<SocketAddr> {
+    if let Ok(ip) = raw.trim().parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, default_port));
+    }
+    socket_addr(raw, path, report, example)
+}
+
+/// `host:port` where host is an IP (IPv6 in brackets) or a DNS name; returned as given.
+pub(crate) fn host_port(raw: &str, path: &FieldPath, report: &mut Report) -> Option<String> {
+    let raw = raw.trim();
+    if raw.parse::<SocketAddr>().is_ok() {
+        return Some(raw.to_owned());
+    }
+    let ok = raw.rsplit_once(':').is_some_and(|(host, port)| {
+        is_dns_name(host) && port.parse::<u16>().is_ok_and(|p| p != 0)
+    });
+    if ok {
+        Some(raw.to_owned())
+    } else {
+        report.error(
+            path,
+            format!("{raw:?} is not host:port"),
+            "write host:port with a port from 1 to 65535, e.g. \"db.internal:5432\" or \"[2001:db8::1]:5432\"",
+        );
+        None
+    }
+}
+
+/// A plausible DNS name: labels of ASCII letters, digits, '-' and '_', an optional final dot.
+pub(crate) fn is_dns_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// A TLS server name: a DNS name or an IP address.
+pub(crate) fn server_name(raw: &str, path: &FieldPath, report: &mut Report) -> Option<String> {
+    if is_dns_name(raw) || raw.parse::<IpAddr>().is_ok() {
+        Some(raw.to_owned())
+    } else {
+        report.error(
+            path,
+            format!("{raw:?} is not a DNS name or IP address"),
+            "write the name in the server's certificate, e.g. \"app.example.com\"",
+        );
+        None
+    }
+}
+
+/// Base64 (standard alphabet) of a 32-byte ed25519 public key that is a valid, not weak point.
+pub(crate) fn public_key(raw: &str, path: &FieldPath, report: &mut Report) -> Option<VerifyingKey> {
+    const FIX: &str = "paste the agent's public key as printed by `quorumgate keygen` (standard base64 of 32 bytes)";
+    let bytes = match base64::engine::general_purpose::STANDARD.decode(raw.trim()) {
+        Ok(b) => b,
+        Err(e) => {
+            report.error(path, format!("is not base64: {e}"), FIX);
+            return None;
+        }
+    };
+    let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+        report.error(path, format!("decodes to {} bytes; an ed25519 public key is 32", bytes.len()), FIX);
+        return None;
+    };
+    match VerifyingKey::from_bytes(&arr) {
+        Ok(k) if k.is_weak() => {
+            report.error(path, "is a weak (small-order) ed25519 key that could verify forged signatures", FIX);
+            None
+        }
+        Ok(k) => Some(k),
+        Err(_) => {
+            report.error(path, "is not a valid ed25519 public key (not a curve point)", FIX);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok<T>(f: impl FnOnce(&FieldPath, &mut Report) -> Option<T>) -> Option<T> {
+        let mut r = Report::default();
+        f(&FieldPath::root().key("x"), &mut r)
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(ok(|p, r| duration_ms("250ms", p, r)), Some(250));
+        assert_eq!(ok(|p, r| duration_ms("1m", p, r)), Some(60_000));
+        assert_eq!(ok(|p, r| duration_ms("5", p, r)), None);
+        assert_eq!(ok(|p, r| duration_ms("0s", p, r)), None);
+        assert_eq!(ok(|p, r| duration_ms("500us", p, r)), None);
+        assert_eq!(fmt_ms(1500), "1s 500ms");
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(ok(|p, r| host_port("db.internal:5432", p, r)).is_some());
+        assert!(ok(|p, r| host_port("[::1]:5432", p, r)).is_some());
+        assert!(ok(|p, r| host_port("::1:5432", p, r)).is_none());
+        assert!(ok(|p, r| host_port("db.internal", p, r)).is_none());
+        assert!(ok(|p, r| host_port("db.internal:0", p, r)).is_none());
+        assert_eq!(ok(|p, r| socket_addr_or_ip("10.0.0.2", 53, p, r, "")), Some("10.0.0.2:53".parse().unwrap()));
+        assert!(ok(|p, r| socket_addr_or_ip("ns.internal:53", 53, p, r, "")).is_none());
+    }
+
+    #[test]
+    fn urls() {
+        assert!(ok(|p, r| http_url("https://a.internal:9443", true, p, r)).is_some());
+        assert!(ok(|p, r| http_url("https://a.internal/h?x=1", false, p, r)).is_some());
+        assert!(ok(|p, r| http_url("https://a.internal/h?x=1", true, p, r)).is_none());
+        assert!(ok(|p, r| http_url("ftp://a.internal", false, p, r)).is_none());
+        assert!(ok(|p, r| http_url("https://u:p@a.internal", false, p, r)).is_none());
+        assert!(ok(|p, r| http_url("a.internal:9443", false, p, r)).is_none());
+    }
+}

@@ -1,0 +1,273 @@
+//! Raw serde structs: the TOML shape, nothing more.
+//!
+//! Every struct denies unknown fields (a typo must fail closed, never be ignored) and every field
+//! is optional: "missing" and all semantic checks are the validator's job, so serde only ever
+//! fails on an unknown key or a wrong type, and [`crate::lenient`] can report those and go on.
+//! Arrays of tables (`[[members]]`, `[[checks]]`, `[[local.control]]`) stay as figment
+//! [`Value`]s here and are deserialized element by element, so every element gets its own path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use figment::value::Value;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// The whole file. Adding a section (e.g. `[[gates]]`) starts here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub cluster: Option<RawCluster>,
+    pub members: Option<Vec<Value>>,
+    pub checks: Option<Vec<Value>>,
+    pub local: Option<RawLocal>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub name: Option<Text>,
+    pub round_interval: Option<Dur>,
+    pub ballot_valid_for: Option<Dur>,
+    pub max_clock_skew: Option<Dur>,
+    pub max_ballot_bytes: Option<u64>,
+    pub peer_timeout: Option<Dur>,
+    pub allow_single_member: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMember {
+    pub id: Option<Text>,
+    pub region: Option<String>,
+    pub url: Option<String>,
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheck {
+    pub id: Option<Text>,
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub fall_after: Option<RawAfter>,
+    pub rise_after: Option<RawAfter>,
+    pub hold_down: Option<Dur>,
+    pub initial: Option<RawState>,
+    pub http: Option<RawHttp>,
+    pub tcp: Option<RawTcp>,
+    pub dns: Option<RawDns>,
+}
+
+/// `[[local.control]]`: a probe of this agent's own network, not of the application.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub id: Option<Text>,
+    pub timeout: Option<Dur>,
+    pub http: Option<RawHttp>,
+    pub tcp: Option<RawTcp>,
+    pub dns: Option<RawDns>,
+}
+
+/// The probe tables of a check or control probe. Adding a probe kind: a field here, in
+/// [`RawCheck`] and [`RawControl`], and an arm in `validate::probe`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawProbes<'a> {
+    pub http: Option<&'a RawHttp>,
+    pub tcp: Option<&'a RawTcp>,
+    pub dns: Option<&'a RawDns>,
+}
+
+impl RawCheck {
+    pub(crate) fn probes(&self) -> RawProbes<'_> {
+        RawProbes { http: self.http.as_ref(), tcp: self.tcp.as_ref(), dns: self.dns.as_ref() }
+    }
+}
+
+impl RawControl {
+    pub(crate) fn probes(&self) -> RawProbes<'_> {
+        RawProbes { http: self.http.as_ref(), tcp: self.tcp.as_ref(), dns: self.dns.as_ref() }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    pub url: Option<String>,
+    pub method: Option<String>,
+    pub expect_status: Option<Vec<i64>>,
+    pub body_contains: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub host: Option<String>,
+    pub latency_threshold: Option<Dur>,
+    pub max_body_bytes: Option<u64>,
+    pub ca_file: Option<String>,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTcp {
+    pub address: Option<String>,
+    pub tls: Option<bool>,
+    pub ca_file: Option<String>,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub record_type: Option<RawDnsType>,
+    pub nameserver: Option<String>,
+    pub transport: Option<RawDnsTransport>,
+    pub expect: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLocal {
+    pub agent_id: Option<Text>,
+    pub listen: Option<String>,
+    pub key_file: Option<String>,
+    pub state_dir: Option<String>,
+    pub log_format: Option<RawLogFormat>,
+    pub log_level: Option<String>,
+    pub probe_concurrency: Option<u64>,
+    pub jitter_seed: Option<u64>,
+    pub control_failures_to_abstain: Option<u64>,
+    pub tls: Option<RawServerTls>,
+    pub peer_tls: Option<RawPeerTls>,
+    pub control: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServerTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub client_ca_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPeerTls {
+    pub ca_file: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawState {
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawLogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum RawDnsType {
+    #[serde(rename = "A", alias = "a")]
+    A,
+    #[serde(rename = "AAAA", alias = "aaaa")]
+    Aaaa,
+    #[serde(rename = "CNAME", alias = "cname")]
+    Cname,
+    #[serde(rename = "TXT", alias = "txt")]
+    Txt,
+    #[serde(rename = "MX", alias = "mx")]
+    Mx,
+    #[serde(rename = "NS", alias = "ns")]
+    Ns,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawDnsTransport {
+    Udp,
+    Tcp,
+}
+
+/// A humantime duration string (`"250ms"`, `"5s"`, `"1m"`), parsed by the validator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Dur(pub String);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string with a unit, like \"5s\" or \"250ms\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                Ok(Dur(s.to_owned()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// `fall_after` / `rise_after`: a number of rounds (`3`) or a duration string (`"15s"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RawAfter {
+    Rounds(i64),
+    Duration(String),
+}
+
+impl<'de> Deserialize<'de> for RawAfter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawAfter;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of rounds (3) or a duration string (\"15s\")")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawAfter, E> {
+                Ok(RawAfter::Rounds(n))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<RawAfter, E> {
+                Ok(RawAfter::Rounds(i64::try_from(n).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawAfter, E> {
+                Ok(RawAfter::Duration(s.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string that also accepts a bare number. Environment values are typed by figment, so
+/// `QUORUMGATE_LOCAL__AGENT_ID=1` arrives as the integer 1; the id is still the string `"1"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text, E> {
+                Ok(Text(s.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Text, E> {
+                Ok(Text(n.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Text, E> {
+                Ok(Text(n.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
