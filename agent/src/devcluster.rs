@@ -1,0 +1,203 @@
+//! Writes a local cluster's keys, certificates and configs, and starts its agent processes.
+//! Shared by `quorumgate demo` and the integration tests, so both run the same set-up.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use quorum::SigningKey;
+use tokio::process::{Child, Command};
+use url::Url;
+
+use crate::{keys, tls};
+
+/// Timings and shape of a local cluster. Every agent probes one HTTP check `check_id`.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub dir: PathBuf,
+    /// `(id, region)` per agent.
+    pub agents: Vec<(String, String)>,
+    pub check_id: String,
+    pub target_url: String,
+    pub round_ms: u64,
+    pub timeout_ms: u64,
+    pub fall_after: u32,
+    pub rise_after: u32,
+    pub hold_down_ms: u64,
+    /// Serve HTTPS with mutual TLS between agents (a development CA is generated).
+    pub tls: bool,
+    /// Extra TOML appended to one agent's `[local]` section, by agent id.
+    pub extra_local: Vec<(String, String)>,
+    pub log_level: String,
+}
+
+impl Spec {
+    /// Three agents in three regions with short timings.
+    #[must_use]
+    pub fn three(dir: &Path, target_url: String) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            agents: [
+                ("use1", "us-east-1"),
+                ("usw2", "us-west-2"),
+                ("euw1", "eu-west-1"),
+            ]
+            .iter()
+            .map(|(a, r)| ((*a).to_owned(), (*r).to_owned()))
+            .collect(),
+            check_id: "app".to_owned(),
+            target_url,
+            round_ms: 300,
+            timeout_ms: 200,
+            fall_after: 2,
+            rise_after: 3,
+            hold_down_ms: 1_000,
+            tls: false,
+            extra_local: Vec::new(),
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+/// One written agent.
+#[derive(Debug)]
+pub struct Agent {
+    pub id: String,
+    pub url: Url,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    pub key: SigningKey,
+}
+
+/// A written cluster: what a client needs to reach its agents.
+#[derive(Debug)]
+pub struct Cluster {
+    pub agents: Vec<Agent>,
+    /// Client TLS config trusting the cluster's CA (and presenting a client cert) when `tls`.
+    pub client_tls: Arc<rustls::ClientConfig>,
+}
+
+/// Generates keys (and certificates), reserves ports and writes one config per agent.
+pub fn write(spec: &Spec) -> anyhow::Result<Cluster> {
+    let dir = &spec.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let scheme = if spec.tls { "https" } else { "http" };
+    let mut members = String::new();
+    let mut reserved = Vec::new();
+    for (id, region) in &spec.agents {
+        let key_file = dir.join(format!("{id}-signing.key"));
+        let _ = std::fs::remove_file(&key_file);
+        let key = keys::generate()?;
+        keys::write_signing_key(&key_file, &key)?;
+        // Reserve a port: bind, read it, release it for the agent to bind.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let _ = write!(
+            members,
+            "\n[[members]]\nid = \"{id}\"\nregion = \"{region}\"\nurl = \"{scheme}://127.0.0.1:{port}/\"\npublic_key = \"{}\"\n",
+            keys::public_key_base64(&key.verifying_key())
+        );
+        reserved.push((id.clone(), port, key));
+    }
+    let shared = format!(
+        r#"[cluster]
+name = "local"
+round_interval = "{round}ms"
+ballot_valid_for = "{valid}ms"
+max_clock_skew = "500ms"
+peer_timeout = "{peer}ms"
+max_ballot_bytes = 1048576
+{members}
+[[checks]]
+id = "{check}"
+interval = "{round}ms"
+timeout = "{timeout}ms"
+fall_after = {fall}
+rise_after = {rise}
+hold_down = "{hold}ms"
+[checks.http]
+url = "{target}"
+expect_status = [200]
+body_contains = "ok"
+"#,
+        round = spec.round_ms,
+        valid = spec.round_ms * 4,
+        peer = (spec.round_ms * 2 / 3).max(1),
+        check = spec.check_id,
+        timeout = spec.timeout_ms,
+        fall = spec.fall_after,
+        rise = spec.rise_after,
+        hold = spec.hold_down_ms,
+        target = spec.target_url,
+    );
+    let names: Vec<&str> = spec.agents.iter().map(|(id, _)| id.as_str()).collect();
+    let pki = if spec.tls {
+        Some(tls::generate_dev_pki(dir, &names)?)
+    } else {
+        None
+    };
+    let mut agents = Vec::new();
+    for (id, port, key) in reserved {
+        let mut local = format!(
+            "\n[local]\nagent_id = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\nkey_file = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"{}\"\n",
+            dir.join(format!("{id}-signing.key")).display(),
+            dir.display(),
+            spec.log_level,
+        );
+        for (_, extra) in spec.extra_local.iter().filter(|(a, _)| *a == id) {
+            local.push_str(extra);
+            local.push('\n');
+        }
+        if let Some(pki) = &pki {
+            let (_, cert, cert_key) = pki
+                .certs
+                .iter()
+                .find(|(n, _, _)| *n == id)
+                .context("dev PKI lacks a certificate")?;
+            let ca = pki.ca_file.display();
+            let (cert, cert_key) = (cert.display(), cert_key.display());
+            let _ = write!(
+                local,
+                "[local.tls]\ncert_file = \"{cert}\"\nkey_file = \"{cert_key}\"\nclient_ca_file = \"{ca}\"\n[local.peer_tls]\nca_file = \"{ca}\"\nclient_cert_file = \"{cert}\"\nclient_key_file = \"{cert_key}\"\n"
+            );
+        }
+        let config_path = dir.join(format!("{id}.toml"));
+        std::fs::write(&config_path, format!("{shared}{local}"))?;
+        agents.push(Agent {
+            url: format!("{scheme}://127.0.0.1:{port}/").parse()?,
+            log_path: dir.join(format!("{id}.log")),
+            config_path,
+            id,
+            key,
+        });
+    }
+    let client_tls = match &pki {
+        Some(pki) => {
+            let (_, cert, key) = pki.certs.first().context("no dev certificates")?;
+            tls::client_config(Some(&pki.ca_file), Some((cert, key)))?
+        }
+        None => tls::client_config(None, None)?,
+    };
+    Ok(Cluster { agents, client_tls })
+}
+
+/// Starts `exe agent --config …` for `agent`, logging to its log file; killed on drop.
+pub fn spawn(exe: &Path, agent: &Agent) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&agent.log_path)?;
+    Command::new(exe)
+        .arg("agent")
+        .arg("--config")
+        .arg(&agent.config_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting agent {} ({})", agent.id, exe.display()))
+}

@@ -1,0 +1,215 @@
+//! Peer exchange: push our ballot to every peer after each round, pull peers' ballots to
+//! catch up (at start, and for any peer whose ballot we lack or has expired).
+//!
+//! Signatures carry the trust, not the transport: whatever arrives goes through the book.
+//! One request per peer at a time, a short timeout and no retries — the next round is the retry.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use quorum::AgentId;
+use url::Url;
+
+use crate::bundle;
+use crate::clock::SharedClock;
+use crate::net;
+use crate::node::Node;
+use crate::telemetry as t;
+
+#[derive(Debug)]
+struct Peer {
+    id: AgentId,
+    ballots_url: Url,
+    busy: AtomicBool,
+}
+
+/// Talks to every other member.
+#[derive(Debug)]
+pub struct Exchange {
+    peers: Vec<Arc<Peer>>,
+    node: Arc<Mutex<Node>>,
+    clock: SharedClock,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+    max_bytes: usize,
+    agent_header: HeaderValue,
+}
+
+impl Exchange {
+    /// Builds the peer list from the node's config (every member but us).
+    pub fn new(
+        node: Arc<Mutex<Node>>,
+        clock: SharedClock,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<Self> {
+        let (peers, timeout, max_bytes, me) = {
+            let n = node
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cfg = n.config();
+            let me = cfg.local.agent_id.clone();
+            let mut peers = Vec::new();
+            for m in cfg.shared.members.iter().filter(|m| m.id != me) {
+                let ballots_url = m.url.join("v1/ballots")?;
+                peers.push(Arc::new(Peer {
+                    id: m.id.clone(),
+                    ballots_url,
+                    busy: AtomicBool::new(false),
+                }));
+            }
+            let c = &cfg.shared.cluster;
+            // A bundle holds one ballot per member.
+            let max_bytes = c
+                .max_ballot_bytes
+                .saturating_mul(cfg.shared.members.len())
+                .saturating_add(64);
+            (
+                peers,
+                Duration::from_millis(c.peer_timeout_ms),
+                max_bytes,
+                me,
+            )
+        };
+        let agent_header = HeaderValue::from_str(me.as_str())?;
+        Ok(Self {
+            peers,
+            node,
+            clock,
+            tls,
+            timeout,
+            max_bytes,
+            agent_header,
+        })
+    }
+
+    fn request(&self, url: &Url, method: Method, body: Bytes) -> net::Request {
+        net::Request {
+            url: url.clone(),
+            method,
+            headers: vec![
+                (
+                    HeaderName::from_static("x-quorumgate-agent"),
+                    self.agent_header.clone(),
+                ),
+                (
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                ),
+            ],
+            host: None,
+            server_name: None,
+            body,
+            tls: Some(Arc::clone(&self.tls)),
+            max_body_bytes: self.max_bytes,
+        }
+    }
+
+    /// Pushes `wire` to every peer not already busy with a previous request; returns at once.
+    pub fn push_all(self: &Arc<Self>, wire: &Arc<Vec<u8>>) {
+        for peer in &self.peers {
+            if peer.busy.swap(true, Ordering::AcqRel) {
+                self.record_push(
+                    &peer.id,
+                    "skipped: previous request still running".to_owned(),
+                    "busy",
+                );
+                continue;
+            }
+            let this = Arc::clone(self);
+            let peer = Arc::clone(peer);
+            let body = Bytes::from(wire.as_ref().clone());
+            tokio::spawn(async move {
+                let req = this.request(&peer.ballots_url, Method::POST, body);
+                let (summary, label) = match net::send(&req, this.timeout).await {
+                    Ok(r) if r.status.is_success() => ("ok".to_owned(), "ok"),
+                    Ok(r) => {
+                        let text = String::from_utf8_lossy(&r.body);
+                        (
+                            format!("http {}: {}", r.status.as_u16(), text.trim()),
+                            "rejected",
+                        )
+                    }
+                    Err(e) => (format!("{}: {e}", e.reason()), e.reason()),
+                };
+                peer.busy.store(false, Ordering::Release);
+                this.record_push(&peer.id, summary, label);
+            });
+        }
+    }
+
+    fn record_push(&self, peer: &AgentId, summary: String, label: &'static str) {
+        metrics::counter!(t::PEER_PUSH, "peer" => peer.to_string(), "result" => label).increment(1);
+        self.node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .set_push_result(peer.clone(), summary);
+    }
+
+    /// Pulls from the given peers (all when `only` is `None`) and waits for the answers.
+    pub async fn pull(self: &Arc<Self>, only: Option<&[AgentId]>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for peer in &self.peers {
+            if only.is_some_and(|ids| !ids.contains(&peer.id))
+                || peer.busy.swap(true, Ordering::AcqRel)
+            {
+                continue;
+            }
+            let this = Arc::clone(self);
+            let peer = Arc::clone(peer);
+            tasks.spawn(async move {
+                let result = this.pull_one(&peer).await;
+                peer.busy.store(false, Ordering::Release);
+                let label = match &result {
+                    Ok(n) => {
+                        tracing::debug!(peer = %peer.id, ballots = n, "pulled ballots");
+                        "ok"
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %peer.id, error = %e, "pull failed");
+                        "error"
+                    }
+                };
+                metrics::counter!(t::PEER_PULL, "peer" => peer.id.to_string(), "result" => label)
+                    .increment(1);
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn pull_one(&self, peer: &Peer) -> anyhow::Result<usize> {
+        let req = self.request(&peer.ballots_url, Method::GET, Bytes::new());
+        let resp = net::send(&req, self.timeout).await?;
+        anyhow::ensure!(resp.status.is_success(), "http {}", resp.status);
+        anyhow::ensure!(
+            !resp.body_truncated,
+            "bundle larger than {} bytes",
+            self.max_bytes
+        );
+        let items = bundle::decode(&resp.body)?;
+        let now = self.clock.now();
+        let source = format!("pull:{}", peer.id);
+        let mut node = self
+            .node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for wire in &items {
+            // Rejections are counted by the node; a stale copy of our own ballot is normal.
+            let _ = node.receive(now, wire, &source);
+        }
+        Ok(items.len())
+    }
+
+    /// Peers whose ballot we lack or which no longer counts: candidates for a catch-up pull.
+    #[must_use]
+    pub fn stale_peers(&self, live: &BTreeMap<AgentId, bool>) -> Vec<AgentId> {
+        self.peers
+            .iter()
+            .filter(|p| !live.get(&p.id).copied().unwrap_or(false))
+            .map(|p| p.id.clone())
+            .collect()
+    }
+}

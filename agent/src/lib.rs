@@ -1,0 +1,28 @@
+//! The quorumgate agent: the I/O shell around the pure `quorum` core.
+//!
+//! # Layout
+//! - [`run`]: the main loop (`quorumgate agent`) — probes in, ballots out, decisions.
+//! - [`node`]: the agent's synchronous state: the quorum engine plus its own observations.
+//! - [`server`]: the HTTP surface (health for Route 53, ballots for peers, status, metrics).
+//! - [`exchange`]: pushing ballots to peers and pulling to catch up; [`bundle`] its wire form.
+//! - [`probe`], [`scheduler`], [`net`], [`tls`]: probing targets on time, with reason codes.
+//! - [`cli`], [`status`], [`demo`], [`keys`], [`telemetry`], [`clock`]: the operator's side.
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod cli;
+pub mod clock;
+pub mod demo;
+pub mod devcluster;
+pub mod exchange;
+pub mod keys;
+pub mod net;
+pub mod node;
+pub mod probe;
+pub mod run;
+pub mod scheduler;
+pub mod server;
+pub mod status;
+pub mod target_app;
+pub mod telemetry;
+pub mod tls;

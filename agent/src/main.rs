@@ -1,0 +1,86 @@
+//! The `quorumgate` binary: parses the command line and hands off to the library.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser as _;
+use quorumgate::cli::{self, Cli, Command};
+use quorumgate::clock::SystemClock;
+use quorumgate::run::{self, AgentParts};
+use quorumgate::{demo, telemetry};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => cli::check(&config),
+        Command::Keygen {
+            out,
+            tls_dir,
+            names,
+        } => report(cli::keygen(&out, tls_dir.as_deref(), &names)),
+        Command::Verify { config, cert } => cli::verify(&config, &cert).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }),
+        Command::Status { url, ca_file, json } => report(
+            runtime().and_then(|rt| rt.block_on(cli::status(&url, ca_file.as_deref(), json))),
+        ),
+        Command::Agent { config } => report(runtime().and_then(|rt| rt.block_on(agent(&config)))),
+        Command::Demo { fast, dir } => {
+            report(runtime().and_then(|rt| rt.block_on(demo::run(fast, dir))))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn agent(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = config::Config::load(Some(path)).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {} config problem(s):\n{e}",
+            path.display(),
+            e.errors.len()
+        )
+    })?;
+    telemetry::install_logging(config.local.log_format, &config.local.log_level);
+    let metrics = telemetry::install_metrics()?;
+    metrics::gauge!(telemetry::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "config_digest" => config.digest.to_hex())
+        .set(1.0);
+    let listener = tokio::net::TcpListener::bind(config.local.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on local.listen = {}: {e}",
+                config.local.listen
+            )
+        })?;
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        run::shutdown_signal().await;
+        trigger.cancel();
+    });
+    run::run(AgentParts {
+        config,
+        clock: Arc::new(SystemClock::default()),
+        listener,
+        shutdown,
+        metrics: Some(metrics),
+    })
+    .await
+}

@@ -1,0 +1,499 @@
+//! The agent's state between I/O events: the quorum engine plus what this agent saw.
+//!
+//! `Node` is synchronous and owns no sockets; the main loop and the HTTP handlers share it
+//! behind a mutex and never hold the lock across an await.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use config::Config;
+use quorum::{
+    Accepted, AgentId, Ballot, BookConfig, CheckId, Engine, Observation, Reason, Rejection,
+    SignedBallot, SigningKey, State, Status, Transition, UnixMillis,
+};
+
+use crate::probe::ProbeOutcome;
+use crate::status::{
+    BallotSummary, CheckStatus, ControlStatus, MemberStatus, ObservationStatus,
+    Status as StatusDoc, TallyStatus,
+};
+use crate::telemetry as t;
+
+/// Why this agent withholds accusations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AbstainCause {
+    ControlFailed(String),
+    Overrun,
+}
+
+impl AbstainCause {
+    fn reason(&self) -> Reason {
+        match self {
+            AbstainCause::ControlFailed(_) => Reason::from_static("control_failed"),
+            AbstainCause::Overrun => Reason::from_static("overrun"),
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            AbstainCause::ControlFailed(id) => format!("control probe {id} failing"),
+            AbstainCause::Overrun => "probe loop overran".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ControlState {
+    last: ProbeOutcome,
+    observed_at: UnixMillis,
+    consecutive_failures: u32,
+}
+
+/// One agent's state.
+#[derive(Debug)]
+pub struct Node {
+    cfg: Arc<Config>,
+    engine: Engine,
+    observations: BTreeMap<CheckId, Observation>,
+    controls: BTreeMap<String, ControlState>,
+    overrun_at: Option<UnixMillis>,
+    seq: u64,
+    own_wire: Option<Arc<Vec<u8>>>,
+    last_push: BTreeMap<AgentId, String>,
+    rejected: BTreeMap<&'static str, u64>,
+    last_rejection: Option<String>,
+    rounds: u64,
+    ready: bool,
+    last_round_at: Option<UnixMillis>,
+}
+
+impl Node {
+    #[must_use]
+    pub fn new(cfg: Arc<Config>, now: UnixMillis) -> Self {
+        let shared = &cfg.shared;
+        let book = BookConfig {
+            max_ballot_bytes: shared.cluster.max_ballot_bytes,
+            max_clock_skew_ms: shared.cluster.max_clock_skew_ms,
+            config_digest: cfg.digest,
+        };
+        let checks = shared.checks.iter().map(|c| (c.id.clone(), c.policy));
+        let engine = Engine::new(shared.membership.clone(), book, checks, now);
+        for c in &shared.checks {
+            metrics::gauge!(t::DECISION, "check" => c.id.to_string())
+                .set(state_gauge(c.policy.initial));
+        }
+        Self {
+            cfg,
+            engine,
+            observations: BTreeMap::new(),
+            controls: BTreeMap::new(),
+            overrun_at: None,
+            seq: 0,
+            own_wire: None,
+            last_push: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            last_rejection: None,
+            rounds: 0,
+            ready: false,
+            last_round_at: None,
+        }
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
+    /// Records a check probe result.
+    pub fn record_check(
+        &mut self,
+        check: CheckId,
+        outcome: &ProbeOutcome,
+        observed_at: UnixMillis,
+    ) {
+        let status = if outcome.healthy {
+            Status::Healthy
+        } else {
+            Status::Unhealthy
+        };
+        let latency_ms = u32::try_from(outcome.latency.as_millis()).unwrap_or(u32::MAX);
+        let obs = Observation::new(
+            check.clone(),
+            status,
+            outcome.reason.clone(),
+            latency_ms,
+            observed_at,
+        )
+        .with_detail(outcome.detail.clone());
+        self.observations.insert(check, obs);
+    }
+
+    /// Records a control probe result.
+    pub fn record_control(&mut self, id: String, outcome: ProbeOutcome, observed_at: UnixMillis) {
+        let prev = self.controls.get(&id).map_or(0, |c| c.consecutive_failures);
+        let consecutive_failures = if outcome.healthy {
+            0
+        } else {
+            prev.saturating_add(1)
+        };
+        self.controls.insert(
+            id,
+            ControlState {
+                last: outcome,
+                observed_at,
+                consecutive_failures,
+            },
+        );
+    }
+
+    /// Records that the probe loop overran at `at` (feeds abstention).
+    pub fn record_overrun(&mut self, at: UnixMillis) {
+        self.overrun_at = Some(at);
+    }
+
+    /// Why this agent abstains now, if it does.
+    #[must_use]
+    pub fn abstain_cause(&self, now: UnixMillis) -> Option<AbstainCause> {
+        let limit = self.cfg.local.control_failures_to_abstain.max(1);
+        if let Some((id, _)) = self
+            .controls
+            .iter()
+            .find(|(_, c)| c.consecutive_failures >= limit)
+        {
+            return Some(AbstainCause::ControlFailed(id.clone()));
+        }
+        let window = 2 * self.cfg.shared.cluster.round_interval_ms;
+        self.overrun_at
+            .filter(|at| now.since(*at) <= window)
+            .map(|_| AbstainCause::Overrun)
+    }
+
+    /// This round's vote for each check: the latest observation, turned into an abstention
+    /// when there is none yet, when it is stale, or when it accuses while we abstain.
+    fn votes(&self, now: UnixMillis) -> Vec<Observation> {
+        let cause = self.abstain_cause(now);
+        let round = self.cfg.shared.cluster.round_interval_ms;
+        self.cfg
+            .shared
+            .checks
+            .iter()
+            .map(|c| match self.observations.get(&c.id) {
+                None => Observation::new(
+                    c.id.clone(),
+                    Status::Abstain,
+                    Reason::from_static("no_data"),
+                    0,
+                    now,
+                ),
+                Some(o) if now.since(o.observed_at) > 2 * c.interval_ms + c.timeout_ms + round => {
+                    abstain(o, Reason::from_static("stale"), "last result too old")
+                }
+                Some(o) => match &cause {
+                    Some(cause) if o.status == Status::Unhealthy => {
+                        abstain(o, cause.reason(), &cause.describe())
+                    }
+                    _ => o.clone(),
+                },
+            })
+            .collect()
+    }
+
+    /// Issues this agent's ballot for the round, counts it, and evaluates every check.
+    /// Returns the signed wire ballot (to push to peers) and the transitions it caused.
+    pub fn round(&mut self, now: UnixMillis, key: &SigningKey) -> (Arc<Vec<u8>>, Vec<Transition>) {
+        let cluster = &self.cfg.shared.cluster;
+        let last_seq = self
+            .engine
+            .book()
+            .latest(&self.cfg.local.agent_id)
+            .map_or(0, |v| v.ballot.seq());
+        // Seq starts at the wall clock so it keeps rising across restarts.
+        self.seq = self.seq.max(last_seq).saturating_add(1).max(now.0);
+        let votes = self.votes(now);
+        let ballot = Ballot::new(
+            self.cfg.local.agent_id.clone(),
+            self.seq,
+            now,
+            cluster.ballot_valid_for_ms,
+            self.cfg.digest,
+            votes,
+        );
+        let wire = match ballot {
+            Ok(b) => Arc::new(SignedBallot::sign(&b, key).to_wire()),
+            // Checks are unique by config validation, so a ballot always builds.
+            Err(e) => unreachable!("config guarantees a valid ballot: {e}"),
+        };
+        if let Err(rejection) = self.receive(now, &wire, "self") {
+            // Our own ballot failing validation means our clock jumped backwards past our last
+            // seq, or the key does not match the config; peers will refuse it as well.
+            tracing::error!(%rejection, "own ballot rejected");
+        }
+        self.own_wire = Some(Arc::clone(&wire));
+        let transitions = self.engine.evaluate(now);
+        self.after_evaluate(&transitions);
+        self.rounds += 1;
+        self.ready = true;
+        self.last_round_at = Some(now);
+        metrics::counter!(t::ROUNDS).increment(1);
+        let abstaining = self.abstain_cause(now).is_some();
+        metrics::gauge!(t::ABSTAINING).set(if abstaining { 1.0 } else { 0.0 });
+        (wire, transitions)
+    }
+
+    fn after_evaluate(&self, transitions: &[Transition]) {
+        for m in self.engine.machines() {
+            let check = m.check().to_string();
+            metrics::gauge!(t::DECISION, "check" => check.clone()).set(state_gauge(m.state()));
+            if let Some(v) = self.engine.verdict(m.check()) {
+                for outcome in ["healthy", "unhealthy", "no_quorum"] {
+                    let on = if v.outcome.as_str() == outcome {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                    metrics::gauge!(t::VERDICT, "check" => check.clone(), "outcome" => outcome)
+                        .set(on);
+                }
+            }
+        }
+        for tr in transitions {
+            metrics::counter!(t::TRANSITIONS, "check" => tr.check.to_string(), "to" => tr.to.as_str()).increment(1);
+            tracing::warn!(
+                check = %tr.check, from = tr.from.as_str(), to = tr.to.as_str(), rounds = tr.rounds,
+                certificate = %tr.certificate.digest_hex(),
+                voters = %tr.certificate.agents().map(AgentId::as_str).collect::<Vec<_>>().join(","),
+                "decision changed"
+            );
+        }
+    }
+
+    /// Validates a ballot from `source` (a peer address, `self`, or `pull:<peer>`), counting
+    /// the result. Never panics on any input.
+    pub fn receive(
+        &mut self,
+        now: UnixMillis,
+        wire: &[u8],
+        source: &str,
+    ) -> Result<Accepted, Rejection> {
+        let result = self.engine.handle_ballot(now, wire);
+        match &result {
+            Ok(Accepted::New(v)) => {
+                metrics::counter!(t::BALLOTS_ACCEPTED, "from" => v.ballot.agent().to_string())
+                    .increment(1);
+            }
+            Ok(Accepted::Duplicate) => {}
+            Err(rejection) => {
+                let reason = rejection.reason();
+                metrics::counter!(t::BALLOTS_REJECTED, "reason" => reason).increment(1);
+                *self.rejected.entry(reason).or_default() += 1;
+                self.last_rejection = Some(format!("{reason}: {rejection} (from {source})"));
+                tracing::info!(reason, %rejection, source, "ballot rejected");
+            }
+        }
+        result
+    }
+
+    /// Counts a ballot refused before it could be parsed (e.g. an oversized HTTP body).
+    pub fn reject_transport(&mut self, reason: &'static str, detail: String) {
+        metrics::counter!(t::BALLOTS_REJECTED, "reason" => reason).increment(1);
+        *self.rejected.entry(reason).or_default() += 1;
+        tracing::info!(reason, %detail, "ballot rejected");
+        self.last_rejection = Some(format!("{reason}: {detail}"));
+    }
+
+    /// The decided state of `check`, with a one-line explanation for the health endpoint.
+    #[must_use]
+    pub fn health(&self, check: &CheckId) -> Option<(State, String)> {
+        let m = self.engine.machine(check)?;
+        let tally = self.engine.verdict(check).map_or_else(
+            || "tally=pending".to_owned(),
+            |v| {
+                format!(
+                    "tally={} votes={}h/{}u/{}a",
+                    v.outcome.as_str(),
+                    v.healthy,
+                    v.unhealthy,
+                    v.abstain
+                )
+            },
+        );
+        let q = self.engine.book().membership();
+        Some((
+            m.state(),
+            format!(
+                "{check} since_ms={} quorum={}/{} {tally}",
+                m.since().0,
+                q.quorum(),
+                q.len()
+            ),
+        ))
+    }
+
+    /// Latest accepted ballot of every member, wire-encoded (for `GET /v1/ballots`).
+    #[must_use]
+    pub fn ballots(&self) -> Vec<Vec<u8>> {
+        self.engine
+            .book()
+            .iter()
+            .map(|v| v.signed.to_wire())
+            .collect()
+    }
+
+    /// Whether each member's latest ballot counts at `now`.
+    #[must_use]
+    pub fn live_members(&self, now: UnixMillis) -> BTreeMap<AgentId, bool> {
+        let skew = self.cfg.shared.cluster.max_clock_skew_ms;
+        self.engine
+            .book()
+            .iter()
+            .map(|v| (v.ballot.agent().clone(), v.ballot.is_live_at(now, skew)))
+            .collect()
+    }
+
+    pub fn set_push_result(&mut self, peer: AgentId, result: String) {
+        self.last_push.insert(peer, result);
+    }
+
+    /// Ready once the first round is done.
+    #[must_use]
+    pub fn ready(&self) -> bool {
+        self.ready
+    }
+
+    /// When the last round ran (liveness).
+    #[must_use]
+    pub fn last_round_at(&self) -> Option<UnixMillis> {
+        self.last_round_at
+    }
+
+    /// The `/v1/status` document.
+    #[must_use]
+    pub fn status(&self, now: UnixMillis) -> StatusDoc {
+        let cfg = &self.cfg;
+        let book = self.engine.book();
+        let skew = cfg.shared.cluster.max_clock_skew_ms;
+        let members = cfg
+            .shared
+            .members
+            .iter()
+            .map(|m| MemberStatus {
+                id: m.id.to_string(),
+                region: m.region.clone(),
+                url: m.url.to_string(),
+                is_self: m.id == cfg.local.agent_id,
+                ballot: book.latest(&m.id).map(|v| BallotSummary {
+                    seq: v.ballot.seq(),
+                    issued_at_ms: v.ballot.issued_at().0,
+                    expires_at_ms: v.ballot.expires_at().0,
+                    live: v.ballot.is_live_at(now, skew),
+                }),
+                last_push: self.last_push.get(&m.id).cloned(),
+            })
+            .collect();
+        let checks = cfg
+            .shared
+            .checks
+            .iter()
+            .filter_map(|c| self.check_status(c, now))
+            .collect();
+        StatusDoc {
+            agent: cfg.local.agent_id.to_string(),
+            region: cfg
+                .member(&cfg.local.agent_id)
+                .map(|m| m.region.clone())
+                .unwrap_or_default(),
+            cluster: cfg.shared.cluster.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            config_digest: cfg.digest.to_hex(),
+            now_ms: now.0,
+            members_total: book.membership().len(),
+            quorum: book.membership().quorum(),
+            ready: self.ready,
+            rounds: self.rounds,
+            abstaining: self.abstain_cause(now).map(|c| c.describe()),
+            controls: self
+                .controls
+                .iter()
+                .map(|(id, c)| ControlStatus {
+                    id: id.clone(),
+                    healthy: c.last.healthy,
+                    reason: c.last.reason.to_string(),
+                    consecutive_failures: c.consecutive_failures,
+                    observed_at_ms: c.observed_at.0,
+                })
+                .collect(),
+            members,
+            checks,
+            rejected: self
+                .rejected
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            last_rejection: self.last_rejection.clone(),
+        }
+    }
+
+    fn check_status(&self, c: &config::CheckConfig, now: UnixMillis) -> Option<CheckStatus> {
+        let m = self.engine.machine(&c.id)?;
+        let skew = self.cfg.shared.cluster.max_clock_skew_ms;
+        let observations = self
+            .engine
+            .book()
+            .iter()
+            .filter_map(|v| {
+                let o = v.ballot.observation(&c.id)?;
+                Some((
+                    v.ballot.agent().to_string(),
+                    ObservationStatus {
+                        status: o.status.as_str().to_owned(),
+                        reason: o.reason.to_string(),
+                        latency_ms: o.latency_ms,
+                        observed_at_ms: o.observed_at.0,
+                        lag_ms: o.lag_ms,
+                        detail: o.detail.clone(),
+                        live: v.ballot.is_live_at(now, skew),
+                    },
+                ))
+            })
+            .collect();
+        let tally = self.engine.verdict(&c.id).map(|v| TallyStatus {
+            outcome: v.outcome.as_str().to_owned(),
+            healthy: v.healthy,
+            unhealthy: v.unhealthy,
+            abstain: v.abstain,
+            at_ms: v.at.0,
+            certificate: v
+                .certificate
+                .as_ref()
+                .map(|cert| STANDARD.encode(cert.to_bytes())),
+            certificate_sha256: v.certificate.as_ref().map(quorum::Certificate::digest_hex),
+        });
+        Some(CheckStatus {
+            id: c.id.to_string(),
+            kind: c.probe.kind().to_owned(),
+            decision: m.state().as_str().to_owned(),
+            since_ms: m.since().0,
+            transitions: m.transitions(),
+            pending_rounds: m.pending_rounds(),
+            tally,
+            observations,
+        })
+    }
+}
+
+fn abstain(o: &Observation, reason: Reason, why: &str) -> Observation {
+    let mut a = o
+        .clone()
+        .with_detail(format!("{why}; saw {} {}", o.reason, o.detail));
+    a.status = Status::Abstain;
+    a.reason = reason;
+    a
+}
+
+fn state_gauge(s: State) -> f64 {
+    match s {
+        State::Healthy => 1.0,
+        State::Unhealthy => 0.0,
+    }
+}

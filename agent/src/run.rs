@@ -1,0 +1,215 @@
+//! `quorumgate agent`: wires the probes, the node, the peer exchange and the HTTP surface
+//! together, and runs the main loop until SIGTERM/SIGINT.
+//!
+//! The loop is one `select!` over probe reports, the round timer and shutdown. Each round:
+//! issue and count our ballot, evaluate every check, push the ballot to peers, and pull from
+//! any peer whose ballot we lack.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use config::Config;
+use quorum::SigningKey;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::exchange::Exchange;
+use crate::keys;
+use crate::node::Node;
+use crate::probe::Prober;
+use crate::scheduler::{self, ProbeKey, ProbeReport, ScheduledProbe};
+use crate::server::{self, ServerCtx};
+use crate::tls;
+
+/// Everything `run` needs from outside: config, clock, an already-bound listener (tests bind
+/// port 0) and a shutdown signal.
+#[derive(Debug)]
+pub struct AgentParts {
+    pub config: Config,
+    pub clock: SharedClock,
+    pub listener: TcpListener,
+    pub shutdown: CancellationToken,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// Loads the signing key and checks it belongs to the configured member.
+pub fn load_own_key(cfg: &Config) -> anyhow::Result<SigningKey> {
+    let key = keys::load_signing_key(&cfg.local.key_file)?;
+    let me = cfg
+        .member(&cfg.local.agent_id)
+        .context("local.agent_id is not a member")?;
+    anyhow::ensure!(
+        key.verifying_key() == me.public_key,
+        "key file {} does not match members[id={}].public_key (its public key is {}); fix the key_file or the member's public_key",
+        cfg.local.key_file.display(),
+        me.id,
+        keys::public_key_base64(&key.verifying_key())
+    );
+    Ok(key)
+}
+
+/// Runs an agent until `parts.shutdown` fires.
+pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
+    tls::install_crypto_provider();
+    let AgentParts {
+        config,
+        clock,
+        listener,
+        shutdown,
+        metrics,
+    } = parts;
+    let key = load_own_key(&config)?;
+    let cfg = Arc::new(config);
+    let local = &cfg.local;
+    let server_tls = match &local.tls {
+        Some(t) => Some(tls::server_config(
+            &t.cert_file,
+            &t.key_file,
+            t.client_ca_file.as_deref(),
+        )?),
+        None => None,
+    };
+    let identity = match (
+        &local.peer_tls.client_cert_file,
+        &local.peer_tls.client_key_file,
+    ) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        _ => None,
+    };
+    let peer_tls = tls::client_config(local.peer_tls.ca_file.as_deref(), identity)?;
+
+    let node = Arc::new(Mutex::new(Node::new(Arc::clone(&cfg), clock.now())));
+    let round = Duration::from_millis(cfg.shared.cluster.round_interval_ms);
+    let ctx = Arc::new(ServerCtx {
+        node: Arc::clone(&node),
+        clock: Arc::clone(&clock),
+        metrics,
+        max_body_bytes: cfg.shared.cluster.max_ballot_bytes,
+        liveness_ms: 5 * cfg.shared.cluster.round_interval_ms + 5_000,
+    });
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(server::serve(
+        listener,
+        server_tls,
+        ctx,
+        shutdown.child_token(),
+    ));
+    tracing::info!(%addr, agent = %local.agent_id, digest = %cfg.digest, "agent listening");
+
+    let (tx, mut rx) = mpsc::channel::<ProbeReport>(1024);
+    let prober = Arc::new(Prober::new(local.agent_id.clone()));
+    let sched = scheduler::spawn(
+        scheduled_probes(&cfg),
+        prober,
+        Arc::clone(&clock),
+        local.probe_concurrency,
+        local
+            .jitter_seed
+            .unwrap_or_else(|| seed_from(local.agent_id.as_str())),
+        tx,
+        shutdown.child_token(),
+    );
+    let exchange = Arc::new(Exchange::new(
+        Arc::clone(&node),
+        Arc::clone(&clock),
+        peer_tls,
+    )?);
+    // Catch up on what peers hold before voting (a restarted agent learns its last seq too).
+    tokio::select! {
+        () = exchange.pull(None) => {}
+        () = shutdown.cancelled() => {}
+    }
+
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + round, round);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(report) = rx.recv() => record(&node, report),
+            tick = ticker.tick() => {
+                let now = clock.now();
+                let late = tick.elapsed();
+                let mut n = node.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if late > round / 2 {
+                    tracing::warn!(late_ms = late.as_millis() as u64, "round timer fired late; abstaining from accusations");
+                    n.record_overrun(now);
+                }
+                if let Some(at) = sched.last_overrun_at() {
+                    n.record_overrun(at);
+                }
+                let (wire, _transitions) = n.round(now, &key);
+                let stale = exchange.stale_peers(&n.live_members(now));
+                drop(n);
+                exchange.push_all(&wire);
+                if !stale.is_empty() {
+                    let ex = Arc::clone(&exchange);
+                    tokio::spawn(async move { ex.pull(Some(&stale)).await });
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = server.await;
+    Ok(())
+}
+
+fn record(node: &Mutex<Node>, report: ProbeReport) {
+    let mut n = node
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if report.overrun {
+        n.record_overrun(report.observed_at);
+    }
+    match report.key {
+        ProbeKey::Check(id) => n.record_check(id, &report.outcome, report.observed_at),
+        ProbeKey::Control(id) => n.record_control(id, report.outcome, report.observed_at),
+    }
+}
+
+fn scheduled_probes(cfg: &Config) -> Vec<ScheduledProbe> {
+    let checks = cfg.shared.checks.iter().map(|c| ScheduledProbe {
+        key: ProbeKey::Check(c.id.clone()),
+        spec: c.probe.clone(),
+        interval: Duration::from_millis(c.interval_ms),
+        timeout: Duration::from_millis(c.timeout_ms),
+    });
+    // Control probes run once per round.
+    let round = Duration::from_millis(cfg.shared.cluster.round_interval_ms);
+    let controls = cfg.local.control.iter().map(|c| ScheduledProbe {
+        key: ProbeKey::Control(c.id.clone()),
+        spec: c.probe.clone(),
+        interval: round,
+        timeout: Duration::from_millis(c.timeout_ms).min(round.mul_f32(0.9)),
+    });
+    checks.chain(controls).collect()
+}
+
+/// A stable per-agent jitter seed (FNV-1a of the agent id), so agents spread differently.
+fn seed_from(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers we can still stop on Ctrl-C.
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The HTTP surface (DESIGN §8): health answers for Route 53, ballots for peers, status,
+//! metrics and the agent's own liveness/readiness. HTTP/1.1 over TCP or rustls.
+//!
+//! Public routes are read-only and cheap. Request bodies are size-limited, slow clients time
+//! out (header read, body read, TLS handshake, whole connection), and connections are capped.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use quorum::{Accepted, CheckId, State};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::bundle;
+use crate::clock::SharedClock;
+use crate::node::Node;
+
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+const MAX_CONNECTIONS: usize = 1024;
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// What the handlers need.
+#[derive(Debug)]
+pub struct ServerCtx {
+    pub node: Arc<Mutex<Node>>,
+    pub clock: SharedClock,
+    pub metrics: Option<PrometheusHandle>,
+    /// Largest accepted `POST /v1/ballots` body.
+    pub max_body_bytes: usize,
+    /// `/livez` fails when no round ran for this long.
+    pub liveness_ms: u64,
+}
+
+type Body = Full<Bytes>;
+
+/// Serves on `listener` until `shutdown` fires, then drains for a short grace period.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    ctx: Arc<ServerCtx>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; dropping connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = Arc::clone(&ctx);
+        let acceptor = acceptor.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            let result = tokio::time::timeout(CONNECTION_LIFETIME, async {
+                match acceptor {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), ctx).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                    None => serve_connection(TokioIo::new(stream), ctx).await,
+                }
+            })
+            .await;
+            if result.is_err() {
+                tracing::debug!(%peer, "connection closed at its lifetime limit");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+}
+
+async fn serve_connection<I>(io: TokioIo<I>, ctx: Arc<ServerCtx>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let ctx = Arc::clone(&ctx);
+        async move { Ok::<_, Infallible>(route(&ctx, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(io, svc);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Routes one request. Public so tests can drive the router without a socket.
+pub async fn route(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match (method, path.as_str()) {
+        (Method::GET | Method::HEAD, p) if p.starts_with("/v1/health/") => {
+            health(ctx, &p["/v1/health/".len()..])
+        }
+        (Method::POST, "/v1/ballots") => post_ballot(ctx, req).await,
+        (Method::GET, "/v1/ballots") => get_ballots(ctx),
+        (Method::GET, "/v1/status") => status(ctx),
+        (Method::GET, "/metrics") => metrics(ctx),
+        (Method::GET | Method::HEAD, "/livez") => livez(ctx),
+        (Method::GET | Method::HEAD, "/readyz") => readyz(ctx),
+        (_, "/v1/ballots" | "/v1/status" | "/metrics" | "/livez" | "/readyz") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n".to_owned(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    }
+}
+
+fn lock(ctx: &ServerCtx) -> std::sync::MutexGuard<'_, Node> {
+    // A panic while holding the lock is a bug elsewhere; the state is still the best we have.
+    ctx.node
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn health(ctx: &ServerCtx, check: &str) -> Response<Body> {
+    let Ok(check) = CheckId::new(check) else {
+        return text(StatusCode::NOT_FOUND, "UNKNOWN check\n".to_owned());
+    };
+    match lock(ctx).health(&check) {
+        Some((State::Healthy, why)) => text(StatusCode::OK, format!("HEALTHY {why}\n")),
+        Some((State::Unhealthy, why)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("UNHEALTHY {why}\n"),
+        ),
+        None => text(StatusCode::NOT_FOUND, format!("UNKNOWN check {check}\n")),
+    }
+}
+
+async fn post_ballot(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> {
+    let limit = ctx.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        lock(ctx).reject_transport(
+            "too_large",
+            format!("declared {} bytes, limit {limit}", declared.unwrap_or(0)),
+        );
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("rejected: too_large: limit {limit} bytes\n"),
+        );
+    }
+    let body = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(req.into_body(), limit).collect(),
+    )
+    .await;
+    let bytes = match body {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            lock(ctx).reject_transport("too_large", format!("body over {limit} bytes"));
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("rejected: too_large: limit {limit} bytes\n"),
+            );
+        }
+        Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("body read failed: {e}\n")),
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                "body read timed out\n".to_owned(),
+            )
+        }
+    };
+    let now = ctx.clock.now();
+    let result = lock(ctx).receive(now, &bytes, "push");
+    match result {
+        Ok(Accepted::New(_)) => text(StatusCode::ACCEPTED, "accepted\n".to_owned()),
+        Ok(Accepted::Duplicate) => text(StatusCode::OK, "duplicate\n".to_owned()),
+        Err(r) => text(
+            StatusCode::BAD_REQUEST,
+            format!("rejected: {}: {r}\n", r.reason()),
+        ),
+    }
+}
+
+fn get_ballots(ctx: &ServerCtx) -> Response<Body> {
+    let body = bundle::encode(&lock(ctx).ballots());
+    respond(StatusCode::OK, "application/octet-stream", body.into())
+}
+
+fn status(ctx: &ServerCtx) -> Response<Body> {
+    let now = ctx.clock.now();
+    let doc = lock(ctx).status(now);
+    match serde_json::to_vec_pretty(&doc) {
+        Ok(json) => respond(StatusCode::OK, "application/json", json.into()),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("status encoding failed: {e}\n"),
+        ),
+    }
+}
+
+fn metrics(ctx: &ServerCtx) -> Response<Body> {
+    match &ctx.metrics {
+        Some(h) => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            h.render().into(),
+        ),
+        None => text(StatusCode::NOT_FOUND, "metrics not enabled\n".to_owned()),
+    }
+}
+
+fn livez(ctx: &ServerCtx) -> Response<Body> {
+    let now = ctx.clock.now();
+    let node = lock(ctx);
+    // Before the first round the loop is starting, which counts as alive.
+    match node.last_round_at() {
+        Some(at) if now.since(at) > ctx.liveness_ms => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stalled: no round for {} ms\n", now.since(at)),
+        ),
+        _ => text(StatusCode::OK, "ok\n".to_owned()),
+    }
+}
+
+fn readyz(ctx: &ServerCtx) -> Response<Body> {
+    if lock(ctx).ready() {
+        text(StatusCode::OK, "ready\n".to_owned())
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: first round not complete\n".to_owned(),
+        )
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    respond(status, "text/plain; charset=utf-8", body.into())
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}

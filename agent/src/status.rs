@@ -1,0 +1,96 @@
+//! The `/v1/status` document: what an operator needs to see, as JSON. The `status` CLI reads
+//! the same types back, so the two cannot drift apart.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole status document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub agent: String,
+    pub region: String,
+    pub cluster: String,
+    pub version: String,
+    pub config_digest: String,
+    pub now_ms: u64,
+    pub members_total: usize,
+    pub quorum: usize,
+    pub ready: bool,
+    pub rounds: u64,
+    /// Why this agent currently withholds Unhealthy votes, if it does.
+    pub abstaining: Option<String>,
+    pub controls: Vec<ControlStatus>,
+    pub members: Vec<MemberStatus>,
+    pub checks: Vec<CheckStatus>,
+    /// Ballots rejected since start, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    pub last_rejection: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlStatus {
+    pub id: String,
+    pub healthy: bool,
+    pub reason: String,
+    pub consecutive_failures: u32,
+    pub observed_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub id: String,
+    pub region: String,
+    pub url: String,
+    pub is_self: bool,
+    /// Latest accepted ballot from this member.
+    pub ballot: Option<BallotSummary>,
+    /// Result of our last push to this member (peers only).
+    pub last_push: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BallotSummary {
+    pub seq: u64,
+    pub issued_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub live: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckStatus {
+    pub id: String,
+    pub kind: String,
+    /// `healthy` or `unhealthy`: what `/v1/health/{check}` answers.
+    pub decision: String,
+    pub since_ms: u64,
+    pub transitions: u64,
+    pub pending_rounds: u32,
+    pub tally: Option<TallyStatus>,
+    /// Each member's latest observation of this check, by member id.
+    pub observations: BTreeMap<String, ObservationStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TallyStatus {
+    pub outcome: String,
+    pub healthy: usize,
+    pub unhealthy: usize,
+    pub abstain: usize,
+    pub at_ms: u64,
+    /// Base64 of the portable certificate (`quorumgate verify --cert`), when decided.
+    pub certificate: Option<String>,
+    pub certificate_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObservationStatus {
+    pub status: String,
+    pub reason: String,
+    pub latency_ms: u32,
+    pub observed_at_ms: u64,
+    pub lag_ms: Option<u64>,
+    pub detail: String,
+    /// Whether the ballot carrying it still counts.
+    pub live: bool,
+}

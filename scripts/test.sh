@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every check CI runs, on a fresh Debian machine with the Rust toolchain:
+# formatting, clippy (-D warnings), the one-crypto-provider rule, and the whole test suite.
+# Usage: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "one rustls crypto provider (aws-lc-rs): ring must not be in the runtime tree"
+if cargo tree --workspace -e normal -i ring 2>/dev/null | grep -q '^ring'; then
+  cargo tree --workspace -e normal -i ring
+  echo "error: ring is in the runtime dependency tree; rustls would panic choosing a provider" >&2
+  exit 1
+fi
+
+step "tests (cargo nextest)"
+cargo nextest run --workspace --no-fail-fast

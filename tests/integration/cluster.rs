@@ -1,0 +1,174 @@
+//! Issue scenarios 1, 2, 3 and 5: decisions, a hallucinating agent, crashed agents, abstention.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::support::{TestCluster, CHECK};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn all_answer(c: &TestCluster, code: u16) -> bool {
+    c.healths().await.iter().all(|h| *h == Some(code))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_follows_the_target_down_and_back_up() {
+    let c = TestCluster::start(|_| {}).await;
+    c.wait_until(LIMIT, "all HEALTHY at start", || all_answer(&c, 200))
+        .await;
+
+    c.app.set_down(true);
+    let failed_at = Instant::now();
+    c.wait_until(LIMIT, "all UNHEALTHY after the target fails", || {
+        all_answer(&c, 503)
+    })
+    .await;
+    let fall = failed_at.elapsed();
+    // fall_after rounds of the tally, plus one probe interval and one round for the first bad
+    // result to reach every ballot; generous slack for a loaded CI machine.
+    let bound = c.round() * (c.spec.fall_after + 2) + Duration::from_secs(3);
+    assert!(fall <= bound, "took {fall:?} to fail, bound {bound:?}");
+    let s = c.status(0).await;
+    let check = s
+        .checks
+        .iter()
+        .find(|k| k.id == CHECK)
+        .expect("check in status");
+    assert_eq!(check.decision, "unhealthy");
+    assert!(
+        check
+            .tally
+            .as_ref()
+            .and_then(|t| t.certificate.as_ref())
+            .is_some(),
+        "decided verdict has a certificate"
+    );
+
+    c.app.set_down(false);
+    c.wait_until(LIMIT, "all HEALTHY after recovery", || all_answer(&c, 200))
+        .await;
+    let s = c.status(1).await;
+    let check = s
+        .checks
+        .iter()
+        .find(|k| k.id == CHECK)
+        .expect("check in status");
+    assert_eq!(check.transitions, 2, "exactly one fall and one rise");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hallucinating_agent_never_flips_the_check() {
+    let c = TestCluster::start(|_| {}).await;
+    c.wait_until(LIMIT, "all HEALTHY at start", || all_answer(&c, 200))
+        .await;
+    let liar = c.id(2).to_owned();
+    c.app.break_view(&liar);
+    // Wait until the broken view is really in the tally: the liar votes Unhealthy.
+    c.wait_until(
+        LIMIT,
+        "the liar's unhealthy vote reaches agent 0",
+        || async {
+            let s = c.status(0).await;
+            s.checks[0]
+                .observations
+                .get(&liar)
+                .is_some_and(|o| o.status == "unhealthy")
+        },
+    )
+    .await;
+    // Watch for well beyond fall_after: no agent may ever answer 503.
+    let window = c.round() * (c.spec.fall_after * 4 + 4);
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        let h = c.healths().await;
+        assert!(
+            h.iter().all(|x| *x == Some(200)),
+            "a minority flipped the check: {h:?}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = c.status(0).await;
+    assert_eq!(s.checks[0].transitions, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_still_decide_and_a_lone_survivor_holds() {
+    let mut c = TestCluster::start(|_| {}).await;
+    c.wait_until(LIMIT, "all HEALTHY at start", || all_answer(&c, 200))
+        .await;
+    c.kill(2).await;
+    c.app.set_down(true);
+    c.wait_until(LIMIT, "the two survivors decide UNHEALTHY", || async {
+        c.health(0).await == Some(503) && c.health(1).await == Some(503)
+    })
+    .await;
+
+    c.kill(1).await;
+    c.app.set_down(false);
+    // The survivor sees the target healthy again but is alone: 1 of 3 is no quorum.
+    c.wait_until(LIMIT, "the survivor reports no_quorum", || async {
+        let s = c.status(0).await;
+        s.checks[0]
+            .tally
+            .as_ref()
+            .is_some_and(|t| t.outcome == "no_quorum")
+    })
+    .await;
+    let window = c.round() * (c.spec.rise_after * 3 + 4);
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        assert_eq!(c.health(0).await, Some(503), "a lone agent moved the check");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = c.status(0).await;
+    assert_eq!(
+        s.checks[0].decision, "unhealthy",
+        "NoQuorum holds the last decided state"
+    );
+    assert_eq!(
+        s.checks[0].tally.as_ref().map(|t| t.outcome.as_str()),
+        Some("no_quorum")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_control_probe_fails_abstains() {
+    // A control probe at a port nobody listens on: this agent's "own network" is broken.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let c = TestCluster::start(|spec| {
+        let id = spec.agents[2].0.clone();
+        spec.extra_local.push((id, format!("[[local.control]]\nid = \"vpc\"\ntimeout = \"100ms\"\n[local.control.tcp]\naddress = \"{closed}\"\n")));
+    })
+    .await;
+    let abstainer = c.id(2).to_owned();
+    c.app.set_down(true);
+    c.wait_until(
+        LIMIT,
+        "agent 2 votes abstain with reason control_failed",
+        || async {
+            let s = c.status(0).await;
+            s.checks[0]
+                .observations
+                .get(&abstainer)
+                .is_some_and(|o| o.status == "abstain" && o.reason == "control_failed")
+        },
+    )
+    .await;
+    let own = c.status(2).await;
+    assert!(
+        own.abstaining.as_deref().is_some_and(|w| w.contains("vpc")),
+        "status says why: {:?}",
+        own.abstaining
+    );
+    assert!(own.controls.iter().any(|k| k.id == "vpc" && !k.healthy));
+    // The two others still form a quorum and fail the check over.
+    c.wait_until(LIMIT, "the other two decide UNHEALTHY", || async {
+        c.health(0).await == Some(503)
+    })
+    .await;
+}

@@ -1,0 +1,10 @@
+//! Integration tests: real `quorumgate` processes on 127.0.0.1, a real HTTP target.
+//!
+//! Every wait is bounded ([`support::wait_until`]) and polls a condition; nothing sleeps to
+//! synchronise. Time bounds are generous: these tests check behaviour, the benches time it.
+
+mod support;
+
+mod ballots;
+mod cli;
+mod cluster;
