@@ -96,9 +96,15 @@ async fn hostile_ballots_are_rejected_by_reason_and_change_nothing() {
         ("too_large", oversized),
     ];
     for (reason, body) in cases {
-        let (code, text) = c.post_ballot(0, body).await;
-        assert!(code == 400 || code == 413, "{reason}: HTTP {code} {text}");
-        assert!(text.contains(reason), "{reason}: response says {text:?}");
+        match c.post_ballot(0, body).await {
+            Some((code, text)) => {
+                assert!(code == 400 || code == 413, "{reason}: HTTP {code} {text}");
+                assert!(text.contains(reason), "{reason}: response says {text:?}");
+            }
+            // The agent answers 413 as soon as it sees the declared length and closes; a
+            // client still writing the body may see the reset before the answer.
+            None => assert_eq!(reason, "too_large", "{reason}: no answer"),
+        }
     }
 
     let metrics = c.metrics(0).await;

@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
+use std::process::Command;
+
+use base64::Engine as _;
 use tokio::time::Instant;
 
-use crate::support::{TestCluster, CHECK};
+use crate::support::{exe, TestCluster, CHECK};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -36,13 +39,32 @@ async fn quorum_follows_the_target_down_and_back_up() {
         .find(|k| k.id == CHECK)
         .expect("check in status");
     assert_eq!(check.decision, "unhealthy");
+    let cert = check
+        .tally
+        .as_ref()
+        .and_then(|t| t.certificate.clone())
+        .expect("decided verdict has a certificate");
+    verify_cli(&c, &cert, true, "VALID: check app was unhealthy by quorum");
+    // One flipped bit in the last signature must not verify.
+    let mut bytes = base64::engine::general_purpose::STANDARD
+        .decode(&cert)
+        .expect("base64");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    verify_cli(
+        &c,
+        &base64::engine::general_purpose::STANDARD.encode(bytes),
+        false,
+        "INVALID",
+    );
+    let pretty = Command::new(exe())
+        .args(["status", "--url", c.written.agents[0].url.as_str()])
+        .output()
+        .expect("run status");
+    let text = String::from_utf8_lossy(&pretty.stdout);
     assert!(
-        check
-            .tally
-            .as_ref()
-            .and_then(|t| t.certificate.as_ref())
-            .is_some(),
-        "decided verdict has a certificate"
+        pretty.status.success() && text.contains("UNHEALTHY"),
+        "status CLI output:\n{text}"
     );
 
     c.app.set_down(false);
@@ -171,4 +193,55 @@ async fn an_agent_whose_control_probe_fails_abstains() {
         c.health(0).await == Some(503)
     })
     .await;
+}
+
+fn verify_cli(c: &TestCluster, cert: &str, ok: bool, expect: &str) {
+    let out = Command::new(exe())
+        .args(["verify", "--cert", cert, "--config"])
+        .arg(&c.written.agents[0].config_path)
+        .output()
+        .expect("run verify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.success(),
+        ok,
+        "verify said:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(expect), "verify said:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_cluster_decides_and_refuses_clients_without_a_certificate() {
+    let c = TestCluster::start(|spec| spec.tls = true).await;
+    c.wait_until(LIMIT, "all HEALTHY over mutual TLS", || all_answer(&c, 200))
+        .await;
+    c.wait_until(LIMIT, "every push over mutual TLS succeeds", || async {
+        let s = c.status(0).await;
+        s.members
+            .iter()
+            .filter(|m| !m.is_self)
+            .all(|m| m.last_push.as_deref() == Some("ok"))
+    })
+    .await;
+
+    // A client that trusts the CA but presents no certificate is refused.
+    let ca = c.spec.dir.join("ca.pem");
+    let anonymous = quorumgate::tls::client_config(Some(&ca), None).expect("client config");
+    let req = quorumgate::net::Request {
+        url: c.written.agents[0].url.join("v1/status").expect("url"),
+        method: http::Method::GET,
+        headers: Vec::new(),
+        host: None,
+        server_name: None,
+        body: bytes::Bytes::new(),
+        tls: Some(anonymous),
+        max_body_bytes: 1024,
+    };
+    let result = quorumgate::net::send(&req, Duration::from_secs(3)).await;
+    assert!(
+        result.is_err(),
+        "a client without a certificate got an answer: {:?}",
+        result.map(|r| r.status)
+    );
 }

@@ -155,12 +155,12 @@ impl TestCluster {
             .collect()
     }
 
-    pub async fn post_ballot(&self, i: usize, body: Vec<u8>) -> (u16, String) {
+    /// POSTs a body to `/v1/ballots`; `None` when the connection failed.
+    pub async fn post_ballot(&self, i: usize, body: Vec<u8>) -> Option<(u16, String)> {
         let (code, body) = self
             .request(i, http::Method::POST, "v1/ballots", body)
-            .await
-            .expect("post reachable");
-        (code, String::from_utf8_lossy(&body).into_owned())
+            .await?;
+        Some((code, String::from_utf8_lossy(&body).into_owned()))
     }
 
     async fn ready(&self, i: usize) -> bool {
