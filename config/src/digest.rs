@@ -60,7 +60,10 @@ fn member(c: &mut Canon, m: &MemberConfig) {
     let p = format!("members[{}]", m.id);
     c.put(&format!("{p}.region"), &m.region);
     c.put(&format!("{p}.url"), m.url.as_str());
-    c.put(&format!("{p}.public_key"), hex::encode(m.public_key.as_bytes()));
+    c.put(
+        &format!("{p}.public_key"),
+        hex::encode(m.public_key.as_bytes()),
+    );
 }
 
 fn check(c: &mut Canon, ch: &CheckConfig) {
@@ -125,7 +128,10 @@ fn probe(c: &mut Canon, p: &str, spec: &ProbeSpec) {
 }
 
 fn tls(c: &mut Canon, p: &str, t: &TlsVerify) {
-    c.opt(&format!("{p}.ca_file"), t.ca_file.as_ref().map(|f| f.to_string_lossy()));
+    c.opt(
+        &format!("{p}.ca_file"),
+        t.ca_file.as_ref().map(|f| f.to_string_lossy()),
+    );
     c.opt(&format!("{p}.server_name"), t.server_name.as_ref());
 }
 
@@ -134,7 +140,8 @@ struct Canon(Vec<String>);
 impl Canon {
     fn put(&mut self, path: &str, value: impl Serialize) {
         // Serializing strings, numbers, bools and lists of them to JSON cannot fail.
-        let json = serde_json::to_string(&value).unwrap_or_else(|e| format!("\"<unserializable: {e}>\""));
+        let json =
+            serde_json::to_string(&value).unwrap_or_else(|e| format!("\"<unserializable: {e}>\""));
         self.0.push(format!("{path}={json}"));
     }
 

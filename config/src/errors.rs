@@ -100,7 +100,8 @@ impl fmt::Display for FieldPath {
                         f.write_str(".")?;
                     }
                     let bare = !k.is_empty()
-                        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                        && k.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                     if bare {
                         f.write_str(k)?;
                     } else {
@@ -122,23 +123,43 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    pub(crate) fn error(&mut self, path: &FieldPath, problem: impl Into<String>, fix: impl Into<String>) {
+    pub(crate) fn error(
+        &mut self,
+        path: &FieldPath,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         if self.errors.iter().any(|(p, _)| p == path) {
             return;
         }
-        let e = FieldError { path: path.to_string(), problem: problem.into(), fix: fix.into() };
+        let e = FieldError {
+            path: path.to_string(),
+            problem: problem.into(),
+            fix: fix.into(),
+        };
         self.errors.push((path.clone(), e));
     }
 
     /// Something that works but is probably not what the operator wants.
-    pub(crate) fn warn(&mut self, path: &FieldPath, problem: impl Into<String>, fix: impl Into<String>) {
-        let e = FieldError { path: path.to_string(), problem: problem.into(), fix: fix.into() };
+    pub(crate) fn warn(
+        &mut self,
+        path: &FieldPath,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        let e = FieldError {
+            path: path.to_string(),
+            problem: problem.into(),
+            fix: fix.into(),
+        };
         self.warnings.push((path.clone(), e));
     }
 
     /// Whether an error was reported at `path` or below it.
     pub(crate) fn has_error_at(&self, path: &FieldPath) -> bool {
-        self.errors.iter().any(|(p, _)| p.segs().starts_with(path.segs()))
+        self.errors
+            .iter()
+            .any(|(p, _)| p.segs().starts_with(path.segs()))
     }
 
     pub(crate) fn has_errors(&self) -> bool {
@@ -164,9 +185,17 @@ mod tests {
 
     #[test]
     fn paths_display_like_toml() {
-        let p = FieldPath::root().key("checks").index(1).key("http").key("headers").key("X-Env");
+        let p = FieldPath::root()
+            .key("checks")
+            .index(1)
+            .key("http")
+            .key("headers")
+            .key("X-Env");
         assert_eq!(p.to_string(), "checks[1].http.headers.X-Env");
-        assert_eq!(FieldPath::root().key("local").key("a.b").to_string(), "local.\"a.b\"");
+        assert_eq!(
+            FieldPath::root().key("local").key("a.b").to_string(),
+            "local.\"a.b\""
+        );
     }
 
     #[test]
@@ -180,6 +209,9 @@ mod tests {
         let (errors, _) = r.into_parts();
         let all = ConfigErrors { errors };
         assert_eq!(all.paths(), ["local.listen", "cluster"]);
-        assert_eq!(all.to_string(), "  - local.listen: first (fix: fix1)\n  - cluster: second (fix: fix3)");
+        assert_eq!(
+            all.to_string(),
+            "  - local.listen: first (fix: fix1)\n  - cluster: second (fix: fix3)"
+        );
     }
 }

@@ -42,7 +42,11 @@ pub(crate) fn deserialize<T: DeserializeOwned>(
             return None;
         }
     }
-    report.error(at, "too many errors in this section", "fix the errors above and try again");
+    report.error(
+        at,
+        "too many errors in this section",
+        "fix the errors above and try again",
+    );
     None
 }
 
@@ -78,7 +82,9 @@ fn resolve(value: &Value, at: &FieldPath, keys: &[String]) -> FieldPath {
 /// Removes the key at `keys`. An error inside an array removes the whole array field, so the
 /// indices of other reported errors stay true.
 fn remove(value: &mut Value, keys: &[String]) -> bool {
-    let Value::Dict(_, dict) = value else { return false };
+    let Value::Dict(_, dict) = value else {
+        return false;
+    };
     match keys {
         [] => false,
         [k] => dict.remove(k).is_some(),
@@ -93,23 +99,34 @@ fn remove(value: &mut Value, keys: &[String]) -> bool {
 /// A serde error as (problem, fix).
 pub(crate) fn describe(kind: &Kind) -> (String, String) {
     match kind {
-        Kind::UnknownField(name, expected) => (format!("unknown key `{name}`"), unknown_fix(name, expected)),
-        Kind::UnknownVariant(got, expected) => {
-            (format!("unknown value {got:?}"), format!("use one of: {}", quote_list(expected)))
+        Kind::UnknownField(name, expected) => {
+            (format!("unknown key `{name}`"), unknown_fix(name, expected))
         }
+        Kind::UnknownVariant(got, expected) => (
+            format!("unknown value {got:?}"),
+            format!("use one of: {}", quote_list(expected)),
+        ),
         Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
             let expected = expected_text(expected);
-            (format!("expected {expected}, found {}", actual_text(actual)), format!("write {expected}"))
+            (
+                format!("expected {expected}, found {}", actual_text(actual)),
+                format!("write {expected}"),
+            )
         }
-        Kind::InvalidLength(len, expected) => {
-            (format!("has {len} elements, expected {expected}"), format!("write {expected}"))
-        }
+        Kind::InvalidLength(len, expected) => (
+            format!("has {len} elements, expected {expected}"),
+            format!("write {expected}"),
+        ),
         Kind::MissingField(name) => (format!("`{name}` is required"), format!("add `{name}`")),
-        Kind::DuplicateField(name) => {
-            (format!("`{name}` is given more than once"), "keep one of them".to_owned())
-        }
+        Kind::DuplicateField(name) => (
+            format!("`{name}` is given more than once"),
+            "keep one of them".to_owned(),
+        ),
         Kind::Message(m) => (m.clone(), "see examples/quorumgate.example.toml".to_owned()),
-        other => (other.to_string(), "see examples/quorumgate.example.toml".to_owned()),
+        other => (
+            other.to_string(),
+            "see examples/quorumgate.example.toml".to_owned(),
+        ),
     }
 }
 
@@ -127,6 +144,7 @@ fn expected_text(expected: &str) -> &str {
         "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
         "a sequence" => "an array",
         "a map" => "a table",
+        s if s.starts_with("struct Raw") => "a table",
         other => other,
     }
 }
@@ -139,14 +157,21 @@ fn quote_list(items: &[&str]) -> String {
             shown.push(item);
         }
     }
-    shown.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
+    shown
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn unknown_fix(name: &str, expected: &[&str]) -> String {
     match closest(name, expected) {
         Some(best) => format!("did you mean `{best}`? (otherwise remove it)"),
         None if expected.is_empty() => "remove it".to_owned(),
-        None => format!("remove it; the keys allowed here are: {}", expected.join(", ")),
+        None => format!(
+            "remove it; the keys allowed here are: {}",
+            expected.join(", ")
+        ),
     }
 }
 
@@ -183,7 +208,9 @@ mod tests {
     use figment::Figment;
 
     fn value(toml: &str) -> Value {
-        Figment::from(Toml::string(toml)).extract::<Value>().unwrap()
+        Figment::from(Toml::string(toml))
+            .extract::<Value>()
+            .unwrap()
     }
 
     #[test]
@@ -201,7 +228,8 @@ mod tests {
             "#,
         );
         let mut r = Report::default();
-        let check: RawCheck = deserialize(&v, &FieldPath::root().key("checks").index(0), &mut r).unwrap();
+        let check: RawCheck =
+            deserialize(&v, &FieldPath::root().key("checks").index(0), &mut r).unwrap();
         let (errors, _) = r.into_parts();
         let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
         for p in [
@@ -214,9 +242,15 @@ mod tests {
             assert!(paths.contains(&p), "{p} not in {paths:?}");
         }
         assert_eq!(paths.len(), 5, "{errors:?}");
-        let typo = errors.iter().find(|e| e.path == "checks[0].intervall").unwrap();
+        let typo = errors
+            .iter()
+            .find(|e| e.path == "checks[0].intervall")
+            .unwrap();
         assert!(typo.fix.contains("did you mean `interval`"), "{typo:?}");
-        let status = errors.iter().find(|e| e.path == "checks[0].http.expect_status[1]").unwrap();
+        let status = errors
+            .iter()
+            .find(|e| e.path == "checks[0].http.expect_status[1]")
+            .unwrap();
         assert_eq!(status.problem, "expected an integer, found string \"x\"");
         assert_eq!(check.id.unwrap().0, "app");
         assert_eq!(check.http.unwrap().url.as_deref(), Some("http://x"));
@@ -224,8 +258,14 @@ mod tests {
 
     #[test]
     fn typo_suggestions() {
-        assert_eq!(closest("ballot_valid", &["ballot_valid_for", "name"]), Some("ballot_valid_for"));
-        assert_eq!(closest("allow-single-member", &["allow_single_member"]), Some("allow_single_member"));
+        assert_eq!(
+            closest("ballot_valid", &["ballot_valid_for", "name"]),
+            Some("ballot_valid_for")
+        );
+        assert_eq!(
+            closest("allow-single-member", &["allow_single_member"]),
+            Some("allow_single_member")
+        );
         assert_eq!(closest("zzz", &["ballot_valid_for", "name"]), None);
     }
 }

@@ -24,9 +24,14 @@ pub const ENV_NOT_SETTINGS: &[&str] = &["QUORUMGATE_CONFIG"];
 /// The environment layer: `QUORUMGATE_*`, nested on `__`, minus [`ENV_NOT_SETTINGS`].
 #[must_use]
 pub fn env_provider() -> Env {
-    let ignored: Vec<String> = ENV_NOT_SETTINGS.iter().map(|v| v[ENV_PREFIX.len()..].to_ascii_lowercase()).collect();
+    let ignored: Vec<String> = ENV_NOT_SETTINGS
+        .iter()
+        .map(|v| v[ENV_PREFIX.len()..].to_ascii_lowercase())
+        .collect();
     let ignored: Vec<&str> = ignored.iter().map(String::as_str).collect();
-    Env::prefixed(ENV_PREFIX).split(ENV_SEPARATOR).ignore(&ignored)
+    Env::prefixed(ENV_PREFIX)
+        .split(ENV_SEPARATOR)
+        .ignore(&ignored)
 }
 
 impl Config {
@@ -35,13 +40,15 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
         let mut figment = Figment::new();
         if let Some(path) = path {
-            let readable = std::fs::File::open(path).and_then(|f| f.metadata()).and_then(|m| {
-                if m.is_file() {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other("not a regular file"))
-                }
-            });
+            let readable = std::fs::File::open(path)
+                .and_then(|f| f.metadata())
+                .and_then(|m| {
+                    if m.is_file() {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::other("not a regular file"))
+                    }
+                });
             if let Err(e) = readable {
                 return Err(ConfigErrors {
                     errors: vec![FieldError {
@@ -72,14 +79,18 @@ impl Config {
             .and_then(|raw| validate::validate(&raw, &mut report));
         report.annotate(|path, e| {
             if let Some(var) = env_var_of(&figment, &value, path) {
-                e.problem.push_str(&format!(" (set by environment variable {var})"));
+                e.problem
+                    .push_str(&format!(" (set by environment variable {var})"));
             }
         });
         let (mut errors, warnings) = report.into_parts();
         match validated {
-            Some((shared, local)) if errors.is_empty() => {
-                Ok(Config { digest: digest_of(&shared), shared, local, warnings })
-            }
+            Some((shared, local)) if errors.is_empty() => Ok(Config {
+                digest: digest_of(&shared),
+                shared,
+                local,
+                warnings,
+            }),
             _ => {
                 if errors.is_empty() {
                     // validate() returns None only after reporting; keep the invariant anyway.
@@ -106,12 +117,34 @@ fn provider_errors(err: figment::Error) -> ConfigErrors {
             });
             FieldError {
                 path: source.unwrap_or_else(|| "config".to_owned()),
-                problem: e.kind.to_string(),
+                problem: one_line(&e.kind.to_string()),
                 fix: "fix the syntax at the position shown (TOML: https://toml.io)".to_owned(),
             }
         })
         .collect();
     ConfigErrors { errors }
+}
+
+/// A TOML parser message on one line, without its source snippet:
+/// `TOML parse error at line 1, column 9: invalid table header; expected `.`, `]``.
+fn one_line(message: &str) -> String {
+    let is_snippet = |l: &str| {
+        l.trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start()
+            .starts_with('|')
+    };
+    let mut lines = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_snippet(l));
+    let first = lines.next().unwrap_or_default().to_owned();
+    let rest: Vec<&str> = lines.collect();
+    if rest.is_empty() {
+        first
+    } else {
+        format!("{first}: {}", rest.join("; "))
+    }
 }
 
 /// The environment variable that set the value at `path`, if one did. (The file and the
@@ -131,5 +164,8 @@ fn env_var_of(figment: &Figment, root: &Value, path: &FieldPath) -> Option<Strin
         }
     }
     let metadata = figment.get_metadata(cur.tag())?;
-    metadata.name.contains("environment").then(|| format!("{ENV_PREFIX}{}", keys.join(ENV_SEPARATOR)))
+    metadata
+        .name
+        .contains("environment")
+        .then(|| format!("{ENV_PREFIX}{}", keys.join(ENV_SEPARATOR)))
 }

@@ -13,7 +13,12 @@ use crate::errors::{FieldPath, Report};
 use crate::raw::Dur;
 
 /// `raw`, or "is required" (unless the value was already rejected by serde).
-pub(crate) fn required<'a, T>(raw: Option<&'a T>, path: &FieldPath, report: &mut Report, fix: &str) -> Option<&'a T> {
+pub(crate) fn required<'a, T>(
+    raw: Option<&'a T>,
+    path: &FieldPath,
+    report: &mut Report,
+    fix: &str,
+) -> Option<&'a T> {
     if raw.is_none() {
         report.error(path, "is required", fix);
     }
@@ -22,7 +27,12 @@ pub(crate) fn required<'a, T>(raw: Option<&'a T>, path: &FieldPath, report: &mut
 
 /// `raw`, or `default` when no layer set it. `None` when serde already rejected the value (it
 /// was set, just wrongly, so the default must not silently replace it).
-pub(crate) fn or_default<T: Clone>(raw: Option<&T>, default: T, path: &FieldPath, report: &Report) -> Option<T> {
+pub(crate) fn or_default<T: Clone>(
+    raw: Option<&T>,
+    default: T,
+    path: &FieldPath,
+    report: &Report,
+) -> Option<T> {
     match raw {
         Some(v) => Some(v.clone()),
         None if report.has_error_at(path) => None,
@@ -35,20 +45,33 @@ pub(crate) fn duration_ms(raw: &str, path: &FieldPath, report: &mut Report) -> O
     let d = match humantime::parse_duration(raw.trim()) {
         Ok(d) => d,
         Err(e) => {
-            report.error(path, format!("{raw:?} is not a duration: {e}"), "write a number with a unit, e.g. \"250ms\", \"5s\" or \"1m\"");
+            report.error(
+                path,
+                format!("{raw:?} is not a duration: {e}"),
+                "write a number with a unit, e.g. \"250ms\", \"5s\" or \"1m\"",
+            );
             return None;
         }
     };
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     if ms == 0 {
-        report.error(path, format!("must be at least 1ms, is {raw:?}"), "use a positive duration, e.g. \"5s\"");
+        report.error(
+            path,
+            format!("must be at least 1ms, is {raw:?}"),
+            "use a positive duration, e.g. \"5s\"",
+        );
         return None;
     }
     Some(ms)
 }
 
 /// [`duration_ms`] of the raw value, or of `default` when unset.
-pub(crate) fn duration_or(raw: Option<&Dur>, default: &str, path: &FieldPath, report: &mut Report) -> Option<u64> {
+pub(crate) fn duration_or(
+    raw: Option<&Dur>,
+    default: &str,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<u64> {
     let text = or_default(raw.map(|d| &d.0), default.to_owned(), path, report)?;
     duration_ms(&text, path, report)
 }
@@ -59,7 +82,14 @@ pub(crate) fn fmt_ms(ms: u64) -> String {
 }
 
 /// An integer in `lo..=hi`.
-pub(crate) fn in_range(n: u64, lo: u64, hi: u64, path: &FieldPath, report: &mut Report, fix: &str) -> Option<u64> {
+pub(crate) fn in_range(
+    n: u64,
+    lo: u64,
+    hi: u64,
+    path: &FieldPath,
+    report: &mut Report,
+    fix: &str,
+) -> Option<u64> {
     if (lo..=hi).contains(&n) {
         Some(n)
     } else {
@@ -69,7 +99,12 @@ pub(crate) fn in_range(n: u64, lo: u64, hi: u64, path: &FieldPath, report: &mut 
 }
 
 /// A non-empty string (after trimming), returned as given.
-pub(crate) fn non_empty(raw: &str, path: &FieldPath, report: &mut Report, fix: &str) -> Option<String> {
+pub(crate) fn non_empty(
+    raw: &str,
+    path: &FieldPath,
+    report: &mut Report,
+    fix: &str,
+) -> Option<String> {
     if raw.trim().is_empty() {
         report.error(path, "must not be empty", fix);
         None
@@ -79,13 +114,28 @@ pub(crate) fn non_empty(raw: &str, path: &FieldPath, report: &mut Report, fix: &
 }
 
 /// A non-empty path; `example` goes into the fix.
-pub(crate) fn file_path(raw: &str, example: &str, path: &FieldPath, report: &mut Report) -> Option<PathBuf> {
-    non_empty(raw, path, report, &format!("give a path, e.g. \"{example}\", or remove the setting if it is optional"))
-        .map(PathBuf::from)
+pub(crate) fn file_path(
+    raw: &str,
+    example: &str,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<PathBuf> {
+    non_empty(
+        raw,
+        path,
+        report,
+        &format!("give a path, e.g. \"{example}\", or remove the setting if it is optional"),
+    )
+    .map(PathBuf::from)
 }
 
 /// An optional non-empty path: `Some(None)` when unset, `None` on error.
-pub(crate) fn opt_file_path(raw: Option<&String>, example: &str, path: &FieldPath, report: &mut Report) -> Option<Option<PathBuf>> {
+pub(crate) fn opt_file_path(
+    raw: Option<&String>,
+    example: &str,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<Option<PathBuf>> {
     match raw {
         None => Some(None),
         Some(s) => file_path(s, example, path, report).map(Some),
@@ -102,12 +152,25 @@ pub(crate) fn id_error(e: &IdError, raw: &str, path: &FieldPath, report: &mut Re
 }
 
 /// An `http`/`https` URL with a host. `base`: a peer base URL, so no query or fragment.
-pub(crate) fn http_url(raw: &str, base: bool, path: &FieldPath, report: &mut Report) -> Option<Url> {
-    let example = if base { "\"https://use1.internal:9443\"" } else { "\"https://app.internal/healthz\"" };
+pub(crate) fn http_url(
+    raw: &str,
+    base: bool,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<Url> {
+    let example = if base {
+        "\"https://use1.internal:9443\""
+    } else {
+        "\"https://app.internal/healthz\""
+    };
     let url = match Url::parse(raw.trim()) {
         Ok(u) => u,
         Err(e) => {
-            report.error(path, format!("{raw:?} is not a URL: {e}"), format!("write a full URL, e.g. {example}"));
+            report.error(
+                path,
+                format!("{raw:?} is not a URL: {e}"),
+                format!("write a full URL, e.g. {example}"),
+            );
             return None;
         }
     };
@@ -124,7 +187,11 @@ pub(crate) fn http_url(raw: &str, base: bool, path: &FieldPath, report: &mut Rep
     };
     match problem {
         Some(p) => {
-            report.error(path, format!("{raw:?}: {p}"), format!("use an http:// or https:// URL, e.g. {example}"));
+            report.error(
+                path,
+                format!("{raw:?}: {p}"),
+                format!("use an http:// or https:// URL, e.g. {example}"),
+            );
             None
         }
         None => Some(url),
@@ -132,7 +199,12 @@ pub(crate) fn http_url(raw: &str, base: bool, path: &FieldPath, report: &mut Rep
 }
 
 /// An `ip:port` socket address.
-pub(crate) fn socket_addr(raw: &str, path: &FieldPath, report: &mut Report, example: &str) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(
+    raw: &str,
+    path: &FieldPath,
+    report: &mut Report,
+    example: &str,
+) -> Option<SocketAddr> {
     match raw.trim().parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -147,7 +219,13 @@ pub(crate) fn socket_addr(raw: &str, path: &FieldPath, report: &mut Report, exam
 }
 
 /// A socket address, or a bare IP that gets `default_port`.
-pub(crate) fn socket_addr_or_ip(raw: &str, default_port: u16, path: &FieldPath, report: &mut Report, example: &str) -> Option<SocketAddr> {
+pub(crate) fn socket_addr_or_ip(
+    raw: &str,
+    default_port: u16,
+    path: &FieldPath,
+    report: &mut Report,
+    example: &str,
+) -> Option<SocketAddr> {
     if let Ok(ip) = raw.trim().parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, default_port));
     }
@@ -160,9 +238,9 @@ pub(crate) fn host_port(raw: &str, path: &FieldPath, report: &mut Report) -> Opt
     if raw.parse::<SocketAddr>().is_ok() {
         return Some(raw.to_owned());
     }
-    let ok = raw.rsplit_once(':').is_some_and(|(host, port)| {
-        is_dns_name(host) && port.parse::<u16>().is_ok_and(|p| p != 0)
-    });
+    let ok = raw
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| is_dns_name(host) && port.parse::<u16>().is_ok_and(|p| p != 0));
     if ok {
         Some(raw.to_owned())
     } else {
@@ -181,7 +259,10 @@ pub(crate) fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -210,17 +291,32 @@ pub(crate) fn public_key(raw: &str, path: &FieldPath, report: &mut Report) -> Op
         }
     };
     let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice()) else {
-        report.error(path, format!("decodes to {} bytes; an ed25519 public key is 32", bytes.len()), FIX);
+        report.error(
+            path,
+            format!(
+                "decodes to {} bytes; an ed25519 public key is 32",
+                bytes.len()
+            ),
+            FIX,
+        );
         return None;
     };
     match VerifyingKey::from_bytes(&arr) {
         Ok(k) if k.is_weak() => {
-            report.error(path, "is a weak (small-order) ed25519 key that could verify forged signatures", FIX);
+            report.error(
+                path,
+                "is a weak (small-order) ed25519 key that could verify forged signatures",
+                FIX,
+            );
             None
         }
         Ok(k) => Some(k),
         Err(_) => {
-            report.error(path, "is not a valid ed25519 public key (not a curve point)", FIX);
+            report.error(
+                path,
+                "is not a valid ed25519 public key (not a curve point)",
+                FIX,
+            );
             None
         }
     }
@@ -252,7 +348,10 @@ mod tests {
         assert!(ok(|p, r| host_port("::1:5432", p, r)).is_none());
         assert!(ok(|p, r| host_port("db.internal", p, r)).is_none());
         assert!(ok(|p, r| host_port("db.internal:0", p, r)).is_none());
-        assert_eq!(ok(|p, r| socket_addr_or_ip("10.0.0.2", 53, p, r, "")), Some("10.0.0.2:53".parse().unwrap()));
+        assert_eq!(
+            ok(|p, r| socket_addr_or_ip("10.0.0.2", 53, p, r, "")),
+            Some("10.0.0.2:53".parse().unwrap())
+        );
         assert!(ok(|p, r| socket_addr_or_ip("ns.internal:53", 53, p, r, "")).is_none());
     }
 

@@ -40,11 +40,12 @@ pub struct HttpProbe {
     pub url: Url,
     /// Upper-case method token (`GET`, `HEAD`, `POST`, …).
     pub method: String,
-    /// Statuses that count as healthy. Never empty (default `[200]`).
+    /// Statuses that count as healthy, in 100..=599, sorted and unique. Never empty (default `[200]`).
     pub expect_status: Vec<u16>,
     /// A substring the body must contain.
     pub body_contains: Option<String>,
-    /// Extra request headers, in order.
+    /// Extra request headers: names lower-cased, sorted by name, unique. Never `host`,
+    /// `content-length`, `transfer-encoding` or `connection`; values are valid header values.
     pub headers: Vec<(String, String)>,
     /// Overrides the `Host` header (and the TLS name unless `tls.server_name` is set).
     pub host: Option<String>,
@@ -89,7 +90,8 @@ pub struct DnsProbe {
     pub record_type: DnsRecordType,
     pub nameserver: SocketAddr,
     pub transport: DnsTransport,
-    /// Expected answers in presentation form (`192.0.2.1`, `"v=txt"`, `mail.example.com.`).
+    /// Expected answers in presentation form (`192.0.2.1`, `"v=txt"`, `mail.example.com.`),
+    /// sorted and unique; A/AAAA answers are valid addresses in canonical form (`2001:db8::1`).
     /// Empty: any non-empty answer is healthy. Otherwise the answer set must equal this set.
     pub expect: Vec<String>,
 }

@@ -81,13 +81,21 @@ pub(crate) struct RawProbes<'a> {
 
 impl RawCheck {
     pub(crate) fn probes(&self) -> RawProbes<'_> {
-        RawProbes { http: self.http.as_ref(), tcp: self.tcp.as_ref(), dns: self.dns.as_ref() }
+        RawProbes {
+            http: self.http.as_ref(),
+            tcp: self.tcp.as_ref(),
+            dns: self.dns.as_ref(),
+        }
     }
 }
 
 impl RawControl {
     pub(crate) fn probes(&self) -> RawProbes<'_> {
-        RawProbes { http: self.http.as_ref(), tcp: self.tcp.as_ref(), dns: self.dns.as_ref() }
+        RawProbes {
+            http: self.http.as_ref(),
+            tcp: self.tcp.as_ref(),
+            dns: self.dns.as_ref(),
+        }
     }
 }
 

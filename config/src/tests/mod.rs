@@ -124,7 +124,9 @@ pub(crate) fn edited(edits: &[Edit<'_>]) -> String {
         for k in parents {
             cur = match cur {
                 toml::Value::Array(a) => &mut a[k.parse::<usize>().unwrap()],
-                toml::Value::Table(t) => t.entry(k.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new())),
+                toml::Value::Table(t) => t
+                    .entry(k.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new())),
                 other => panic!("{path}: {k} is inside {other:?}"),
             };
         }
@@ -174,7 +176,8 @@ fn base_is_valid_without_warnings() {
 
 #[test]
 fn shipped_example_parses() {
-    let c = Config::from_toml_str(include_str!("../../../examples/quorumgate.example.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let c = Config::from_toml_str(include_str!("../../../examples/quorumgate.example.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.shared.members.len(), 3);
     assert_eq!(c.shared.membership.quorum(), 2);

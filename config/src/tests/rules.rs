@@ -8,6 +8,7 @@ use super::{errors, ok, Del, Edit, Set};
 type Case = (&'static [Edit<'static>], &'static str, &'static str);
 
 /// (edits, expected error path, substring of the problem).
+#[rustfmt::skip]
 const CASES: &[Case] = &[
     // unknown keys, everywhere
     (&[Set("clustr", "{}")], "clustr", "unknown key"),
@@ -41,6 +42,8 @@ const CASES: &[Case] = &[
     (&[Del("members.0.id")], "members[0].id", "required"),
     (&[Set("members.1.id", r#""use1""#)], "members[1].id", "duplicate id"),
     (&[Set("members.0.region", r#""""#)], "members[0].region", "empty"),
+    (&[Del("members.0.region")], "members[0].region", "required"),
+    (&[Set("members.0", "1")], "members[0]", "expected a table"),
     (&[Set("members.0.url", r#""ftp://use1.internal""#)], "members[0].url", "scheme"),
     (&[Set("members.0.url", r#""use1.internal""#)], "members[0].url", "not a URL"),
     (&[Set("members.0.url", r#""https://use1.internal/?x=1""#)], "members[0].url", "query"),
@@ -48,14 +51,11 @@ const CASES: &[Case] = &[
     (&[Set("members.0.public_key", r#""not base64!""#)], "members[0].public_key", "not base64"),
     (&[Set("members.0.public_key", r#""AAEC""#)], "members[0].public_key", "decodes to 3 bytes"),
     (&[Set("members.0.public_key", r#""AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=""#)], "members[0].public_key", "weak"),
-    (
-        &[Set("members.1.public_key", r#""iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=""#)],
-        "members[1].public_key",
-        "same public key",
-    ),
+    (&[Set("members.1.public_key", r#""iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=""#)], "members[1].public_key", "same public key"),
     // [[checks]]
     (&[Del("checks")], "checks", "no [[checks]]"),
     (&[Set("checks", "[]")], "checks", "no [[checks]]"),
+    (&[Set("cluster", "5")], "cluster", "expected a table"),
     (&[Set("checks.0.id", r#""app/1""#)], "checks[0].id", "not a valid id"),
     (&[Set("checks.1.id", r#""app""#)], "checks[1].id", "duplicate id"),
     (&[Set("checks.0.interval", r#""0s""#)], "checks[0].interval", "at least 1ms"),
@@ -85,6 +85,7 @@ const CASES: &[Case] = &[
     (&[Set("checks.0.http.latency_threshold", r#""2s""#)], "checks[0].http.latency_threshold", "shorter than the timeout"),
     (&[Set("checks.0.http.latency_threshold", r#""0s""#)], "checks[0].http.latency_threshold", "at least 1ms"),
     (&[Set("checks.0.http.max_body_bytes", "0")], "checks[0].http.max_body_bytes", "between 1 and"),
+    (&[Set("checks.0.http.max_body_bytes", "16777217")], "checks[0].http.max_body_bytes", "between 1 and 16777216"),
     (&[Set("checks.0.http.ca_file", r#""""#)], "checks[0].http.ca_file", "empty"),
     (&[Set("checks.0.http.server_name", r#""app example""#)], "checks[0].http.server_name", "not a DNS name"),
     (&[Set("checks.0.http.url", r#""http://app.internal/healthz""#)], "checks[0].http.ca_file", "http:// URL"),
@@ -114,6 +115,7 @@ const CASES: &[Case] = &[
     (&[Set("local.log_level", r#""loud""#)], "local.log_level", "not a log filter"),
     (&[Set("local.log_level", r#""info,quorumgate=loud""#)], "local.log_level", "not a log filter"),
     (&[Set("local.probe_concurrency", "0")], "local.probe_concurrency", "between 1 and"),
+    (&[Set("local.probe_concurrency", "65537")], "local.probe_concurrency", "between 1 and 65536"),
     (&[Set("local.jitter_seed", r#""x""#)], "local.jitter_seed", "expected a non-negative integer"),
     (&[Set("local.control_failures_to_abstain", "0")], "local.control_failures_to_abstain", "between 1 and"),
     (&[Del("local.tls.cert_file")], "local.tls.cert_file", "required"),
@@ -127,11 +129,8 @@ const CASES: &[Case] = &[
     (&[Set("local.control.0.timeout", r#""0s""#)], "local.control[0].timeout", "at least 1ms"),
     (&[Del("local.control.0.dns")], "local.control[0]", "has no probe"),
     (&[Set("local.control.1", r#"{ id = "vpc-dns", tcp = { address = "x:1" } }"#)], "local.control[1].id", "duplicate id"),
-    (
-        &[Set("local.control.0.http", r#"{ url = "http://x/", latency_threshold = "1s" }"#), Del("local.control.0.dns")],
-        "local.control[0].http.latency_threshold",
-        "shorter than the timeout",
-    ),
+    (&[Set("local.control.0.http", r#"{ url = "http://x/", latency_threshold = "1s" }"#), Del("local.control.0.dns")],
+        "local.control[0].http.latency_threshold", "shorter than the timeout"),
 ];
 
 #[test]
@@ -151,19 +150,49 @@ fn every_rule_reports_its_path() {
                     println!("{edits:?} ({} errors)\n{errs}", errs.errors.len());
                 }
             }
-            Some(e) => failures.push(format!("{edits:?}: {path}: problem {:?} lacks {problem:?}", e.problem)),
+            Some(e) => failures.push(format!(
+                "{edits:?}: {path}: problem {:?} lacks {problem:?}",
+                e.problem
+            )),
             None => failures.push(format!("{edits:?}: no error at {path}; got:\n{errs}")),
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }
 
 /// The counterpart of the `members < 3` rule: the explicit acknowledgement allows it.
 #[test]
 fn allow_single_member_permits_small_clusters() {
-    let c = ok(&[Del("members.2"), Del("members.1"), Set("cluster.allow_single_member", "true")]);
+    let c = ok(&[
+        Del("members.2"),
+        Del("members.1"),
+        Set("cluster.allow_single_member", "true"),
+    ]);
     assert_eq!(c.shared.membership.len(), 1);
     assert_eq!(c.shared.membership.quorum(), 1);
+}
+
+#[test]
+fn more_than_255_members_are_rejected() {
+    let members: Vec<String> = (0..256u32)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            let key = quorum::SigningKey::from_bytes(&seed).verifying_key();
+            let key = base64::engine::general_purpose::STANDARD.encode(key.as_bytes());
+            format!("{{ id = \"m{i}\", region = \"r\", url = \"http://m{i}.internal:1\", public_key = \"{key}\" }}")
+        })
+        .collect();
+    let members = format!("[{}]", members.join(", "));
+    let errs = errors(&[Set("members", &members), Set("local.agent_id", r#""m0""#)]);
+    assert_eq!(errs.paths(), ["members"], "{errs}");
+    assert!(errs.errors[0].problem.contains("at most 255"), "{errs}");
 }
 
 #[test]
@@ -172,17 +201,31 @@ fn key_that_is_not_a_curve_point_is_rejected() {
         .map(|b| [b; 32])
         .find(|k| quorum::VerifyingKey::from_bytes(k).is_err())
         .expect("some constant byte string is not a point");
-    let b64 = format!("\"{}\"", base64::engine::general_purpose::STANDARD.encode(bytes));
+    let b64 = format!(
+        "\"{}\"",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    );
     let errs = errors(&[Set("members.0.public_key", &b64)]);
-    assert!(errs.at("members[0].public_key").unwrap().problem.contains("not a valid ed25519 public key"), "{errs}");
+    assert!(
+        errs.at("members[0].public_key")
+            .unwrap()
+            .problem
+            .contains("not a valid ed25519 public key"),
+        "{errs}"
+    );
 }
 
 #[test]
 fn id_errors_carry_the_quorum_id_error_text() {
     let long = format!("\"{}\"", "a".repeat(65));
     let errs = errors(&[Set("checks.0.id", &long)]);
-    let expected = quorum::CheckId::new("a".repeat(65)).unwrap_err().to_string();
-    assert!(errs.at("checks[0].id").unwrap().problem.contains(&expected), "{errs}");
+    let expected = quorum::CheckId::new("a".repeat(65))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.at("checks[0].id").unwrap().problem.contains(&expected),
+        "{errs}"
+    );
 }
 
 #[test]
@@ -214,19 +257,46 @@ fn defaults_fill_what_is_unset() {
         Set("local.state_dir", r#""/srv/qg""#),
     ]);
     let k = &c.shared.cluster;
-    assert_eq!((k.round_interval_ms, k.ballot_valid_for_ms, k.peer_timeout_ms, k.max_clock_skew_ms), (5000, 15000, 1000, 2000));
+    assert_eq!(
+        (
+            k.round_interval_ms,
+            k.ballot_valid_for_ms,
+            k.peer_timeout_ms,
+            k.max_clock_skew_ms
+        ),
+        (5000, 15000, 1000, 2000)
+    );
     assert_eq!(k.max_ballot_bytes, 4 << 20);
     assert!(!k.allow_single_member);
     let ch = &c.shared.checks[0];
     assert_eq!((ch.interval_ms, ch.timeout_ms), (5000, 2000));
     assert_eq!(ch.policy, quorum::DecisionPolicy::default());
-    let crate::probe::ProbeSpec::Http(h) = &ch.probe else { panic!("http") };
-    assert_eq!((h.method.as_str(), h.expect_status.as_slice(), h.max_body_bytes), ("GET", &[200u16][..], 65536));
+    let crate::probe::ProbeSpec::Http(h) = &ch.probe else {
+        panic!("http")
+    };
+    assert_eq!(
+        (
+            h.method.as_str(),
+            h.expect_status.as_slice(),
+            h.max_body_bytes
+        ),
+        ("GET", &[200u16][..], 65536)
+    );
     let l = &c.local;
     assert_eq!(l.listen, "0.0.0.0:9443".parse().unwrap());
     assert_eq!(l.key_file, std::path::Path::new("/srv/qg/agent.key"));
-    assert_eq!((l.log_format, l.log_level.as_str(), l.probe_concurrency), (crate::LogFormat::Human, "info", 64));
-    assert_eq!((l.control_failures_to_abstain, l.jitter_seed, l.control[0].timeout_ms), (1, None, 2000));
+    assert_eq!(
+        (l.log_format, l.log_level.as_str(), l.probe_concurrency),
+        (crate::LogFormat::Human, "info", 64)
+    );
+    assert_eq!(
+        (
+            l.control_failures_to_abstain,
+            l.jitter_seed,
+            l.control[0].timeout_ms
+        ),
+        (1, None, 2000)
+    );
 }
 
 #[test]
@@ -239,10 +309,20 @@ fn values_are_normalised() {
         Set("checks.2.dns.expect", r#"["2001:DB8::1", "2001:db8:0::1"]"#),
         Set("checks.2.dns.nameserver", r#""10.0.0.2""#),
     ]);
-    let crate::probe::ProbeSpec::Http(h) = &c.shared.checks[0].probe else { panic!("http") };
-    assert_eq!((h.method.as_str(), h.expect_status.as_slice()), ("POST", &[200u16, 204][..]));
-    assert_eq!(c.shared.checks[0].policy.fall_after, quorum::After::Millis(15_000));
-    let crate::probe::ProbeSpec::Dns(d) = &c.shared.checks[2].probe else { panic!("dns") };
+    let crate::probe::ProbeSpec::Http(h) = &c.shared.checks[0].probe else {
+        panic!("http")
+    };
+    assert_eq!(
+        (h.method.as_str(), h.expect_status.as_slice()),
+        ("POST", &[200u16, 204][..])
+    );
+    assert_eq!(
+        c.shared.checks[0].policy.fall_after,
+        quorum::After::Millis(15_000)
+    );
+    let crate::probe::ProbeSpec::Dns(d) = &c.shared.checks[2].probe else {
+        panic!("dns")
+    };
     assert_eq!(d.record_type, crate::probe::DnsRecordType::Aaaa);
     assert_eq!(d.expect, ["2001:db8::1"]);
     assert_eq!(d.nameserver, "10.0.0.2:53".parse().unwrap());
@@ -252,10 +332,20 @@ fn values_are_normalised() {
 fn warnings_for_valid_but_doubtful_settings() {
     let warned = |edits: &[Edit<'_>], path: &str| {
         let c = ok(edits);
-        assert!(c.warnings.iter().any(|w| w.path == path), "{edits:?}: no warning at {path}: {:?}", c.warnings);
+        assert!(
+            c.warnings.iter().any(|w| w.path == path),
+            "{edits:?}: no warning at {path}: {:?}",
+            c.warnings
+        );
     };
-    warned(&[Set("cluster.ballot_valid_for", r#""8s""#)], "cluster.ballot_valid_for");
+    warned(
+        &[Set("cluster.ballot_valid_for", r#""8s""#)],
+        "cluster.ballot_valid_for",
+    );
     warned(&[Del("local.control")], "local.control");
     warned(&[Del("local.tls")], "local.tls");
-    warned(&[Set("members.0.url", r#""http://use1.internal:9443""#)], "local.tls");
+    warned(
+        &[Set("members.0.url", r#""http://use1.internal:9443""#)],
+        "local.tls",
+    );
 }

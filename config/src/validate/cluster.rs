@@ -10,13 +10,19 @@ use super::elements;
 use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::model::{ClusterSettings, MemberConfig};
-use crate::parse::{duration_or, fmt_ms, http_url, id_error, in_range, non_empty, or_default, public_key, required};
+use crate::parse::{
+    duration_or, fmt_ms, http_url, id_error, in_range, non_empty, or_default, public_key, required,
+};
 use crate::raw::{RawCluster, RawMember};
 
 /// Fewest members for a fault-tolerant quorum (Q = 2 of 3 survives one loss).
 const MIN_MEMBERS: usize = 3;
 
-pub(super) fn cluster(raw: Option<&RawCluster>, path: &FieldPath, report: &mut Report) -> Option<ClusterSettings> {
+pub(super) fn cluster(
+    raw: Option<&RawCluster>,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<ClusterSettings> {
     let empty = RawCluster::default();
     let raw = match raw {
         Some(r) => r,
@@ -24,29 +30,77 @@ pub(super) fn cluster(raw: Option<&RawCluster>, path: &FieldPath, report: &mut R
         None => &empty,
     };
     let name_path = path.key("name");
-    let name = required(raw.name.as_ref(), &name_path, report, "add name = \"app-prod\" to [cluster]; it names the deployment")
-        .and_then(|t| non_empty(&t.0, &name_path, report, "give the deployment a name, e.g. \"app-prod\""));
+    let name = required(
+        raw.name.as_ref(),
+        &name_path,
+        report,
+        "add name = \"app-prod\" to [cluster]; it names the deployment",
+    )
+    .and_then(|t| {
+        non_empty(
+            &t.0,
+            &name_path,
+            report,
+            "give the deployment a name, e.g. \"app-prod\"",
+        )
+    });
 
     let round_path = path.key("round_interval");
-    let round = duration_or(raw.round_interval.as_ref(), defaults::ROUND_INTERVAL, &round_path, report);
+    let round = duration_or(
+        raw.round_interval.as_ref(),
+        defaults::ROUND_INTERVAL,
+        &round_path,
+        report,
+    );
     let valid_path = path.key("ballot_valid_for");
-    let valid_for = duration_or(raw.ballot_valid_for.as_ref(), defaults::BALLOT_VALID_FOR, &valid_path, report);
-    let skew = duration_or(raw.max_clock_skew.as_ref(), defaults::MAX_CLOCK_SKEW, &path.key("max_clock_skew"), report);
+    let valid_for = duration_or(
+        raw.ballot_valid_for.as_ref(),
+        defaults::BALLOT_VALID_FOR,
+        &valid_path,
+        report,
+    );
+    let skew = duration_or(
+        raw.max_clock_skew.as_ref(),
+        defaults::MAX_CLOCK_SKEW,
+        &path.key("max_clock_skew"),
+        report,
+    );
     let peer_path = path.key("peer_timeout");
-    let peer_timeout = duration_or(raw.peer_timeout.as_ref(), defaults::PEER_TIMEOUT, &peer_path, report);
+    let peer_timeout = duration_or(
+        raw.peer_timeout.as_ref(),
+        defaults::PEER_TIMEOUT,
+        &peer_path,
+        report,
+    );
 
     let bytes_path = path.key("max_ballot_bytes");
-    let max_bytes = or_default(raw.max_ballot_bytes.as_ref(), defaults::MAX_BALLOT_BYTES, &bytes_path, report)
-        .and_then(|n| {
-            let fix = "use a size in bytes, e.g. 4194304 (4 MiB)";
-            in_range(n, 1, defaults::MAX_BALLOT_BYTES_LIMIT, &bytes_path, report, fix)
-        })
-        .and_then(|n| usize::try_from(n).ok());
+    let max_bytes = or_default(
+        raw.max_ballot_bytes.as_ref(),
+        defaults::MAX_BALLOT_BYTES,
+        &bytes_path,
+        report,
+    )
+    .and_then(|n| {
+        let fix = "use a size in bytes, e.g. 4194304 (4 MiB)";
+        in_range(
+            n,
+            1,
+            defaults::MAX_BALLOT_BYTES_LIMIT,
+            &bytes_path,
+            report,
+            fix,
+        )
+    })
+    .and_then(|n| usize::try_from(n).ok());
 
     let valid_for = valid_for.and_then(|v| match u32::try_from(v) {
         Ok(v) => Some(v),
         Err(_) => {
-            report.error(&valid_path, format!("{} is too long", fmt_ms(v)), "use at most \"49days\" (it should be a few rounds)");
+            report.error(
+                &valid_path,
+                format!("{} is too long", fmt_ms(v)),
+                "use at most \"49days\" (it should be a few rounds)",
+            );
             None
         }
     });
@@ -55,7 +109,11 @@ pub(super) fn cluster(raw: Option<&RawCluster>, path: &FieldPath, report: &mut R
         if v <= r {
             report.error(
                 &valid_path,
-                format!("must be longer than round_interval ({}), is {}", fmt_ms(r), fmt_ms(v)),
+                format!(
+                    "must be longer than round_interval ({}), is {}",
+                    fmt_ms(r),
+                    fmt_ms(v)
+                ),
                 format!("set it to 2-3 x round_interval, e.g. \"{}\"", fmt_ms(3 * r)),
             );
         } else if v < 2 * r {
@@ -70,7 +128,11 @@ pub(super) fn cluster(raw: Option<&RawCluster>, path: &FieldPath, report: &mut R
         if p >= r {
             report.error(
                 &peer_path,
-                format!("must be shorter than round_interval ({}), is {}", fmt_ms(r), fmt_ms(p)),
+                format!(
+                    "must be shorter than round_interval ({}), is {}",
+                    fmt_ms(r),
+                    fmt_ms(p)
+                ),
                 "lower peer_timeout (e.g. \"1s\") or raise round_interval",
             );
         }
@@ -88,7 +150,11 @@ pub(super) fn cluster(raw: Option<&RawCluster>, path: &FieldPath, report: &mut R
 }
 
 /// `cluster.allow_single_member`; `None` when it was set to something invalid.
-pub(super) fn allow_single_member(raw: Option<&RawCluster>, path: &FieldPath, report: &Report) -> Option<bool> {
+pub(super) fn allow_single_member(
+    raw: Option<&RawCluster>,
+    path: &FieldPath,
+    report: &Report,
+) -> Option<bool> {
     let raw = raw.and_then(|c| c.allow_single_member.as_ref());
     or_default(raw, false, &path.key("allow_single_member"), report)
 }
@@ -106,18 +172,30 @@ pub(super) struct Members {
     pub membership: Option<Membership>,
 }
 
-pub(super) fn members(raw: Option<&[Value]>, allow_single: Option<bool>, path: &FieldPath, report: &mut Report) -> Members {
+pub(super) fn members(
+    raw: Option<&[Value]>,
+    allow_single: Option<bool>,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Members {
     let mut out = Members::default();
     let Some(items) = raw else {
         if !report.has_error_at(path) {
-            report.error(path, "no [[members]] configured", "add one [[members]] table per agent (3 or 5 is typical)");
+            report.error(
+                path,
+                "no [[members]] configured",
+                "add one [[members]] table per agent (3 or 5 is typical)",
+            );
         }
         return out;
     };
     let mut first_id: HashMap<AgentId, usize> = HashMap::new();
     let mut first_key: HashMap<[u8; 32], usize> = HashMap::new();
     let mut first_url: HashMap<String, usize> = HashMap::new();
-    for (i, raw) in elements::<RawMember>(items, path, report).into_iter().enumerate() {
+    for (i, raw) in elements::<RawMember>(items, path, report)
+        .into_iter()
+        .enumerate()
+    {
         let Some(raw) = raw else { continue };
         let p = path.index(i);
         let parts = member(&raw, &p, report);
@@ -143,13 +221,24 @@ pub(super) fn members(raw: Option<&[Value]>, allow_single: Option<bool>, path: &
         }
         if let Some(url) = &parts.url {
             if let Some(&j) = first_url.get(url.as_str()) {
-                report.error(&p.key("url"), format!("same URL as members[{j}]"), "give each member the URL of its own agent");
+                report.error(
+                    &p.key("url"),
+                    format!("same URL as members[{j}]"),
+                    "give each member the URL of its own agent",
+                );
             } else {
                 first_url.insert(url.to_string(), i);
             }
         }
-        if let (Some(id), Some(region), Some(url), Some(public_key)) = (parts.id, parts.region, parts.url, parts.public_key) {
-            out.valid.push(MemberConfig { id, region, url, public_key });
+        if let (Some(id), Some(region), Some(url), Some(public_key)) =
+            (parts.id, parts.region, parts.url, parts.public_key)
+        {
+            out.valid.push(MemberConfig {
+                id,
+                region,
+                url,
+                public_key,
+            });
         }
     }
 
@@ -163,7 +252,11 @@ pub(super) fn members(raw: Option<&[Value]>, allow_single: Option<bool>, path: &
         );
     }
     if !report.has_error_at(path) && out.valid.len() == n {
-        let list = out.valid.iter().map(|m| Member { id: m.id.clone(), region: m.region.clone(), key: m.public_key });
+        let list = out.valid.iter().map(|m| Member {
+            id: m.id.clone(),
+            region: m.region.clone(),
+            key: m.public_key,
+        });
         match Membership::new(list.collect()) {
             Ok(m) => out.membership = Some(m),
             Err(e) => membership_error(&e, &out.valid, path, report),
@@ -182,31 +275,78 @@ struct MemberParts {
 
 fn member(raw: &RawMember, p: &FieldPath, report: &mut Report) -> MemberParts {
     let id_path = p.key("id");
-    let id = required(raw.id.as_ref(), &id_path, report, "add id = \"use1\" (the agent's unique id)").and_then(|t| {
-        AgentId::new(t.0.as_str()).map_err(|e| id_error(&e, &t.0, &id_path, report)).ok()
+    let id = required(
+        raw.id.as_ref(),
+        &id_path,
+        report,
+        "add id = \"use1\" (the agent's unique id)",
+    )
+    .and_then(|t| {
+        AgentId::new(t.0.as_str())
+            .map_err(|e| id_error(&e, &t.0, &id_path, report))
+            .ok()
     });
     let region_path = p.key("region");
-    let region = required(raw.region.as_ref(), &region_path, report, "add region = \"us-east-1\"")
-        .and_then(|r| non_empty(r, &region_path, report, "write the agent's region, e.g. \"us-east-1\""));
+    let region = required(
+        raw.region.as_ref(),
+        &region_path,
+        report,
+        "add region = \"us-east-1\"",
+    )
+    .and_then(|r| {
+        non_empty(
+            r,
+            &region_path,
+            report,
+            "write the agent's region, e.g. \"us-east-1\"",
+        )
+    });
     let url_path = p.key("url");
-    let url = required(raw.url.as_ref(), &url_path, report, "add url = \"https://use1.internal:9443\" (the agent's peer address)")
-        .and_then(|u| http_url(u, true, &url_path, report));
+    let url = required(
+        raw.url.as_ref(),
+        &url_path,
+        report,
+        "add url = \"https://use1.internal:9443\" (the agent's peer address)",
+    )
+    .and_then(|u| http_url(u, true, &url_path, report));
     let key_path = p.key("public_key");
-    let key = required(raw.public_key.as_ref(), &key_path, report, "add public_key = \"…\" as printed by `quorumgate keygen`")
-        .and_then(|k| public_key(k, &key_path, report));
-    MemberParts { id, region, url, public_key: key }
+    let key = required(
+        raw.public_key.as_ref(),
+        &key_path,
+        report,
+        "add public_key = \"…\" as printed by `quorumgate keygen`",
+    )
+    .and_then(|k| public_key(k, &key_path, report));
+    MemberParts {
+        id,
+        region,
+        url,
+        public_key: key,
+    }
 }
 
 /// Maps the quorum crate's verdict on the list to the field that causes it. Only reachable for
 /// rules not already checked above (kept so a new rule there is never silently dropped).
-fn membership_error(e: &MembershipError, members: &[MemberConfig], path: &FieldPath, report: &mut Report) {
+fn membership_error(
+    e: &MembershipError,
+    members: &[MemberConfig],
+    path: &FieldPath,
+    report: &mut Report,
+) {
     let index_of = |id: &AgentId| members.iter().rposition(|m| &m.id == id);
     let (at, fix) = match e {
-        MembershipError::DuplicateId(id) => (index_of(id).map(|i| path.index(i).key("id")), "give every member a unique id"),
-        MembershipError::DuplicateKey(_, id) => {
-            (index_of(id).map(|i| path.index(i).key("public_key")), "every agent needs its own key pair")
-        }
-        MembershipError::Empty => (None, "add one [[members]] table per agent (3 or 5 is typical)"),
+        MembershipError::DuplicateId(id) => (
+            index_of(id).map(|i| path.index(i).key("id")),
+            "give every member a unique id",
+        ),
+        MembershipError::DuplicateKey(_, id) => (
+            index_of(id).map(|i| path.index(i).key("public_key")),
+            "every agent needs its own key pair",
+        ),
+        MembershipError::Empty => (
+            None,
+            "add one [[members]] table per agent (3 or 5 is typical)",
+        ),
         MembershipError::TooMany(_) => (None, "configure at most 255 members"),
     };
     report.error(&at.unwrap_or_else(|| path.clone()), e.to_string(), fix);

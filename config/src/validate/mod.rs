@@ -19,11 +19,20 @@ use crate::model::{LocalConfig, SharedConfig};
 use crate::raw::RawConfig;
 
 /// Validates a whole raw configuration. `None` iff at least one error was reported.
-pub(crate) fn validate(raw: &RawConfig, report: &mut Report) -> Option<(SharedConfig, LocalConfig)> {
+pub(crate) fn validate(
+    raw: &RawConfig,
+    report: &mut Report,
+) -> Option<(SharedConfig, LocalConfig)> {
     let root = FieldPath::root();
     let cluster = cluster::cluster(raw.cluster.as_ref(), &root.key("cluster"), report);
-    let allow_single = cluster::allow_single_member(raw.cluster.as_ref(), &root.key("cluster"), report);
-    let members = cluster::members(raw.members.as_deref(), allow_single, &root.key("members"), report);
+    let allow_single =
+        cluster::allow_single_member(raw.cluster.as_ref(), &root.key("cluster"), report);
+    let members = cluster::members(
+        raw.members.as_deref(),
+        allow_single,
+        &root.key("members"),
+        report,
+    );
     let checks = checks::checks(raw.checks.as_deref(), &root.key("checks"), report);
     let local = local::local(raw.local.as_ref(), &members, &root.key("local"), report);
 
@@ -39,7 +48,11 @@ pub(crate) fn validate(raw: &RawConfig, report: &mut Report) -> Option<(SharedCo
 
 /// The elements of an array of tables, each deserialized on its own so that each gets its own
 /// path and one bad element doesn't hide the others. `None` entries failed.
-fn elements<T: DeserializeOwned>(items: &[Value], path: &FieldPath, report: &mut Report) -> Vec<Option<T>> {
+fn elements<T: DeserializeOwned>(
+    items: &[Value],
+    path: &FieldPath,
+    report: &mut Report,
+) -> Vec<Option<T>> {
     items
         .iter()
         .enumerate()
