@@ -95,6 +95,9 @@ pub fn check(path: &Path) -> ExitCode {
                 cfg.local.agent_id,
                 cfg.digest
             );
+            for w in &cfg.warnings {
+                println!("  warning: {}: {} (fix: {})", w.path, w.problem, w.fix);
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

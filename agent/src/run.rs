@@ -22,7 +22,7 @@ use crate::keys;
 use crate::node::Node;
 use crate::probe::Prober;
 use crate::scheduler::{self, ProbeKey, ProbeReport, ScheduledProbe};
-use crate::server::{self, ServerCtx};
+use crate::server::{self, ServerCtx, Surface};
 use crate::tls;
 
 /// Everything `run` needs from outside: config, clock, an already-bound listener (tests bind
@@ -92,13 +92,37 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         liveness_ms: 5 * cfg.shared.cluster.round_interval_ms + 5_000,
     });
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(server::serve(
+    let mut servers = vec![tokio::spawn(server::serve(
         listener,
         server_tls,
-        ctx,
+        Surface::Full,
+        Arc::clone(&ctx),
         shutdown.child_token(),
-    ));
+    ))];
+    if let Some(health) = &local.health_listener {
+        let tls = match &health.tls {
+            Some(t) => Some(tls::server_config(&t.cert_file, &t.key_file, None)?),
+            None => None,
+        };
+        let listener = TcpListener::bind(health.listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on local.health_listen = {}: {e}",
+                health.listen
+            )
+        })?;
+        tracing::info!(addr = %listener.local_addr()?, "public health listener");
+        servers.push(tokio::spawn(server::serve(
+            listener,
+            tls,
+            Surface::HealthOnly,
+            ctx,
+            shutdown.child_token(),
+        )));
+    }
     tracing::info!(%addr, agent = %local.agent_id, digest = %cfg.digest, "agent listening");
+    for w in &cfg.warnings {
+        tracing::warn!(path = %w.path, fix = %w.fix, "config: {}", w.problem);
+    }
 
     let (tx, mut rx) = mpsc::channel::<ProbeReport>(1024);
     let prober = Arc::new(Prober::new(local.agent_id.clone()));
@@ -153,7 +177,9 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
-    let _ = server.await;
+    for s in servers {
+        let _ = s.await;
+    }
     Ok(())
 }
 

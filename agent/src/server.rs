@@ -32,6 +32,15 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 const MAX_CONNECTIONS: usize = 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Which routes a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything: health, ballots, status, metrics, liveness.
+    Full,
+    /// Only `/v1/health/*`, `/livez` and `/readyz`: the public listener for Route 53.
+    HealthOnly,
+}
+
 /// What the handlers need.
 #[derive(Debug)]
 pub struct ServerCtx {
@@ -50,6 +59,7 @@ type Body = Full<Bytes>;
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    surface: Surface,
     ctx: Arc<ServerCtx>,
     shutdown: CancellationToken,
 ) {
@@ -86,14 +96,14 @@ pub async fn serve(
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                             .await
                         {
-                            Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), ctx).await,
+                            Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), surface, ctx).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
                             }
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
                     }
-                    None => serve_connection(TokioIo::new(stream), ctx).await,
+                    None => serve_connection(TokioIo::new(stream), surface, ctx).await,
                 }
             })
             .await;
@@ -110,13 +120,13 @@ pub async fn serve(
     conns.abort_all();
 }
 
-async fn serve_connection<I>(io: TokioIo<I>, ctx: Arc<ServerCtx>)
+async fn serve_connection<I>(io: TokioIo<I>, surface: Surface, ctx: Arc<ServerCtx>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
-        async move { Ok::<_, Infallible>(route(&ctx, req).await) }
+        async move { Ok::<_, Infallible>(route(&ctx, surface, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -128,10 +138,14 @@ where
     }
 }
 
-/// Routes one request. Public so tests can drive the router without a socket.
-pub async fn route(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> {
+/// Routes one request.
+pub async fn route(ctx: &ServerCtx, surface: Surface, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    let public = path.starts_with("/v1/health/") || path == "/livez" || path == "/readyz";
+    if surface == Surface::HealthOnly && !public {
+        return text(StatusCode::NOT_FOUND, "not found\n".to_owned());
+    }
     match (method, path.as_str()) {
         (Method::GET | Method::HEAD, p) if p.starts_with("/v1/health/") => {
             health(ctx, &p["/v1/health/".len()..])

@@ -44,6 +44,6 @@ pub use digest::digest_of;
 pub use errors::{ConfigErrors, FieldError};
 pub use load::{env_provider, ENV_NOT_SETTINGS, ENV_PREFIX, ENV_SEPARATOR};
 pub use model::{
-    CheckConfig, ClusterSettings, Config, ControlProbe, LocalConfig, LogFormat, MemberConfig,
-    PeerTls, ServerTls, SharedConfig,
+    CheckConfig, ClusterSettings, Config, ControlProbe, HealthListener, LocalConfig, LogFormat,
+    MemberConfig, PeerTls, ServerTls, SharedConfig,
 };

@@ -116,6 +116,9 @@ pub struct LocalConfig {
     pub control_failures_to_abstain: u32,
     /// `Some`: serve HTTPS.
     pub tls: Option<ServerTls>,
+    /// `Some`: a second, public listener that serves only `/v1/health/*`, `/livez` and
+    /// `/readyz` — for Route 53 health checkers, which present no client certificate.
+    pub health_listener: Option<HealthListener>,
     pub peer_tls: PeerTls,
     /// Probes of this agent's own network (abstention). May be empty (with a warning).
     pub control: Vec<ControlProbe>,
@@ -134,6 +137,14 @@ pub struct ServerTls {
     pub key_file: PathBuf,
     /// `Some`: require client certificates signed by this CA (mutual TLS).
     pub client_ca_file: Option<PathBuf>,
+}
+
+/// `local.health_listen` and `[local.health_tls]`: the public, read-only listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthListener {
+    pub listen: SocketAddr,
+    /// `Some`: serve HTTPS (Route 53 HTTPS health checks do not verify the certificate).
+    pub tls: Option<ServerTls>,
 }
 
 /// `[local.peer_tls]`: how this agent connects to its peers.

@@ -147,6 +147,8 @@ pub(crate) struct RawLocal {
     pub jitter_seed: Option<u64>,
     pub control_failures_to_abstain: Option<u64>,
     pub tls: Option<RawServerTls>,
+    pub health_listen: Option<String>,
+    pub health_tls: Option<RawServerTls>,
     pub peer_tls: Option<RawPeerTls>,
     pub control: Option<Vec<Value>>,
 }

@@ -213,7 +213,17 @@ fn verify_cli(c: &TestCluster, cert: &str, ok: bool, expect: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_cluster_decides_and_refuses_clients_without_a_certificate() {
-    let c = TestCluster::start(|spec| spec.tls = true).await;
+    let public = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let c = TestCluster::start(|spec| {
+        spec.tls = true;
+        let id = spec.agents[0].0.clone();
+        spec.extra_local
+            .push((id, format!("health_listen = \"{public}\"")));
+    })
+    .await;
     c.wait_until(LIMIT, "all HEALTHY over mutual TLS", || all_answer(&c, 200))
         .await;
     c.wait_until(LIMIT, "every push over mutual TLS succeeds", || async {
@@ -244,4 +254,28 @@ async fn mutual_tls_cluster_decides_and_refuses_clients_without_a_certificate() 
         "a client without a certificate got an answer: {:?}",
         result.map(|r| r.status)
     );
+
+    // Route 53 has no client certificate: it uses the public health listener, which serves
+    // health answers and nothing else.
+    let get = |path: &str| quorumgate::net::Request {
+        url: format!("http://{public}{path}").parse().expect("url"),
+        method: http::Method::GET,
+        headers: Vec::new(),
+        host: None,
+        server_name: None,
+        body: bytes::Bytes::new(),
+        tls: None,
+        max_body_bytes: 4096,
+    };
+    let health = quorumgate::net::send(&get("/v1/health/app"), Duration::from_secs(3))
+        .await
+        .expect("public health");
+    assert_eq!(health.status.as_u16(), 200);
+    assert!(health.body.starts_with(b"HEALTHY"), "{:?}", health.body);
+    for private in ["/v1/status", "/v1/ballots", "/metrics"] {
+        let r = quorumgate::net::send(&get(private), Duration::from_secs(3))
+            .await
+            .expect("public listener answers");
+        assert_eq!(r.status.as_u16(), 404, "{private} must not be public");
+    }
 }

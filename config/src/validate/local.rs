@@ -1,6 +1,7 @@
 //! `[local]`: this agent's own settings (outside the digest), its TLS and its control probes.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use figment::value::Value;
@@ -10,7 +11,7 @@ use super::cluster::Members;
 use super::{elements, probe};
 use crate::defaults;
 use crate::errors::{FieldPath, Report};
-use crate::model::{ControlProbe, LocalConfig, LogFormat, PeerTls, ServerTls};
+use crate::model::{ControlProbe, HealthListener, LocalConfig, LogFormat, PeerTls, ServerTls};
 use crate::parse::{
     duration_or, file_path, id_error, in_range, opt_file_path, or_default, required, socket_addr,
 };
@@ -148,6 +149,7 @@ pub(super) fn local(
         None => Some(None),
         Some(t) => server_tls(t, &path.key("tls"), report).map(Some),
     };
+    let health_listener = health_listener(raw, listen, path, report);
     let peer_tls = match &raw.peer_tls {
         None => Some(PeerTls::default()),
         Some(t) => peer_tls(t, &path.key("peer_tls"), report),
@@ -169,6 +171,7 @@ pub(super) fn local(
         jitter_seed: raw.jitter_seed,
         control_failures_to_abstain: abstain?,
         tls: tls?,
+        health_listener: health_listener?,
         peer_tls: peer_tls?,
         control: control?,
     })
@@ -202,6 +205,52 @@ fn log_filter(raw: &str, p: &FieldPath, report: &mut Report) -> Option<String> {
         );
         None
     }
+}
+
+/// The optional public listener: its own address, optional TLS without client certificates.
+fn health_listener(
+    raw: &RawLocal,
+    listen: Option<SocketAddr>,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<Option<HealthListener>> {
+    let lp = path.key("health_listen");
+    let tp = path.key("health_tls");
+    let Some(addr) = &raw.health_listen else {
+        if raw.health_tls.is_some() {
+            report.error(
+                &tp,
+                "[local.health_tls] is set but local.health_listen is not",
+                "add health_listen = \"0.0.0.0:8443\", or remove [local.health_tls]",
+            );
+            return None;
+        }
+        return Some(None);
+    };
+    let addr = socket_addr(addr, &lp, report, "0.0.0.0:8443")?;
+    if listen == Some(addr) {
+        report.error(
+            &lp,
+            format!("{addr} is also local.listen"),
+            "give the public health listener its own port, e.g. 8443",
+        );
+        return None;
+    }
+    let tls = match &raw.health_tls {
+        None => None,
+        Some(t) => {
+            if t.client_ca_file.is_some() {
+                report.error(
+                    &tp.key("client_ca_file"),
+                    "Route 53 health checkers present no client certificate",
+                    "remove client_ca_file from [local.health_tls]",
+                );
+                return None;
+            }
+            Some(server_tls(t, &tp, report)?)
+        }
+    };
+    Some(Some(HealthListener { listen: addr, tls }))
 }
 
 fn server_tls(raw: &RawServerTls, p: &FieldPath, report: &mut Report) -> Option<ServerTls> {
