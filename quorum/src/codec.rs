@@ -21,6 +21,28 @@ use crate::time::UnixMillis;
 pub(crate) const BALLOT_MAGIC: &[u8; 3] = b"QGB";
 /// The encoding version this build writes and reads.
 pub const BALLOT_VERSION: u8 = 1;
+/// Largest possible encoded observation: longest check and reason, a lag, the longest detail.
+pub const MAX_OBSERVATION_LEN: usize = 1
+    + crate::ids::MAX_ID_LEN
+    + 1
+    + 1
+    + crate::ids::MAX_REASON_LEN
+    + 4
+    + 8
+    + 1
+    + 8
+    + 2
+    + MAX_DETAIL_LEN;
+/// Largest possible encoded ballot header (magic, version, longest agent id, fixed fields).
+pub const MAX_HEADER_LEN: usize = 4 + 1 + crate::ids::MAX_ID_LEN + 8 + 8 + 4 + 32 + 4;
+
+/// The most bytes a signed ballot with `observations` observations can take on the wire.
+/// Configuration uses it to refuse check lists whose ballots could exceed the size limit.
+#[must_use]
+pub const fn max_wire_len(observations: usize) -> usize {
+    crate::signed::ENVELOPE_LEN + MAX_HEADER_LEN + observations * MAX_OBSERVATION_LEN
+}
+
 /// Smallest possible encoded observation: 1-byte check and reason, no lag, empty detail.
 const MIN_OBSERVATION_LEN: usize = 2 + 1 + 2 + 4 + 8 + 1 + 2;
 
@@ -354,6 +376,36 @@ mod tests {
             decode_ballot(&w.buf),
             Err(DecodeError::NotCanonical(_))
         ));
+    }
+
+    #[test]
+    fn max_wire_len_bounds_the_worst_case() {
+        let long = |c: char, n| std::iter::repeat_n(c, n).collect::<String>();
+        let obs: Vec<Observation> = (0..3)
+            .map(|i| {
+                Observation::new(
+                    CheckId::new(format!("{i}{}", long('c', 63))).unwrap(),
+                    Status::Unhealthy,
+                    Reason::new(long('r', 32)).unwrap(),
+                    u32::MAX,
+                    UnixMillis(u64::MAX),
+                )
+                .with_lag_ms(u64::MAX)
+                .with_detail(long('d', MAX_DETAIL_LEN))
+            })
+            .collect();
+        let b = Ballot::new(
+            AgentId::new(long('a', 64)).unwrap(),
+            1,
+            UnixMillis(1),
+            1,
+            ConfigDigest([0; 32]),
+            obs,
+        )
+        .unwrap();
+        let key = crate::signed::SigningKey::from_bytes(&[1; 32]);
+        let wire = crate::signed::SignedBallot::sign(&b, &key).to_wire();
+        assert_eq!(wire.len(), max_wire_len(3));
     }
 
     #[test]

@@ -31,6 +31,7 @@ const CASES: &[Case] = &[
     (&[Set("cluster.max_clock_skew", r#""0s""#)], "cluster.max_clock_skew", "at least 1ms"),
     (&[Set("cluster.max_ballot_bytes", "0")], "cluster.max_ballot_bytes", "between 1 and"),
     (&[Set("cluster.max_ballot_bytes", "16777217")], "cluster.max_ballot_bytes", "between 1 and 16777216"),
+    (&[Set("cluster.max_ballot_bytes", "1000")], "cluster.max_ballot_bytes", "too small for"),
     (&[Set("cluster.peer_timeout", r#""5s""#)], "cluster.peer_timeout", "shorter than round_interval"),
     (&[Set("cluster.peer_timeout", r#""0ms""#)], "cluster.peer_timeout", "at least 1ms"),
     (&[Set("cluster.allow_single_member", r#""yes""#)], "cluster.allow_single_member", "expected a boolean"),

@@ -36,6 +36,9 @@ pub(crate) fn validate(
     let checks = checks::checks(raw.checks.as_deref(), &root.key("checks"), report);
     let local = local::local(raw.local.as_ref(), &members, &root.key("local"), report);
 
+    if let (Some(cluster), Some(checks)) = (&cluster, &checks) {
+        ballot_fits(cluster.max_ballot_bytes, checks.len(), &root, report);
+    }
     let shared = SharedConfig {
         cluster: cluster?,
         membership: members.membership?,
@@ -44,6 +47,28 @@ pub(crate) fn validate(
     };
     let local = local?;
     (!report.has_errors()).then_some((shared, local))
+}
+
+/// Every round's ballot carries one observation per check; the worst-case ballot must fit the
+/// size limit, or peers would reject it as `too_large` exactly when details get long.
+fn ballot_fits(max_bytes: usize, checks: usize, root: &FieldPath, report: &mut Report) {
+    let worst = quorum::codec::max_wire_len(checks);
+    if checks > quorum::ballot::MAX_OBSERVATIONS {
+        report.error(
+            &root.key("checks"),
+            format!(
+                "{checks} checks; one ballot carries at most {}",
+                quorum::ballot::MAX_OBSERVATIONS
+            ),
+            "split the checks across several clusters",
+        );
+    } else if worst > max_bytes {
+        report.error(
+            &root.key("cluster").key("max_ballot_bytes"),
+            format!("{max_bytes} bytes is too small for {checks} checks (a ballot may need {worst})"),
+            format!("raise max_ballot_bytes to at least {worst} (at most 16777216), or use fewer checks"),
+        );
+    }
 }
 
 /// The elements of an array of tables, each deserialized on its own so that each gets its own
