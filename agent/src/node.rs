@@ -497,3 +497,182 @@ fn state_gauge(s: State) -> f64 {
         State::Unhealthy => 0.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::keys;
+
+    const T0: UnixMillis = UnixMillis(1_700_000_000_000);
+
+    fn single_member(control: bool) -> (Arc<Config>, SigningKey) {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let control = if control {
+            "[[local.control]]\nid = \"vpc\"\ntimeout = \"100ms\"\n[local.control.tcp]\naddress = \"127.0.0.1:9\"\n"
+        } else {
+            ""
+        };
+        let toml = format!(
+            r#"[cluster]
+name = "t"
+round_interval = "1s"
+ballot_valid_for = "4s"
+peer_timeout = "500ms"
+allow_single_member = true
+[[members]]
+id = "solo"
+region = "r"
+url = "http://127.0.0.1:1/"
+public_key = "{}"
+[[checks]]
+id = "app"
+interval = "1s"
+timeout = "500ms"
+fall_after = 2
+rise_after = 2
+hold_down = "1s"
+[checks.http]
+url = "http://127.0.0.1:1/healthz"
+[local]
+agent_id = "solo"
+key_file = "/nonexistent"
+{control}"#,
+            keys::public_key_base64(&key.verifying_key())
+        );
+        (
+            Arc::new(Config::from_toml_str(&toml).expect("valid test config")),
+            key,
+        )
+    }
+
+    fn app() -> CheckId {
+        CheckId::new("app").expect("id")
+    }
+
+    fn outcome(healthy: bool) -> ProbeOutcome {
+        let reason = if healthy { "ok" } else { "status" };
+        ProbeOutcome {
+            healthy,
+            reason: Reason::from_static(reason),
+            latency: Duration::from_millis(3),
+            detail: String::new(),
+        }
+    }
+
+    fn own_vote(node: &Node) -> Observation {
+        let v = node
+            .engine
+            .book()
+            .latest(&AgentId::new("solo").expect("id"))
+            .expect("own ballot counted");
+        v.ballot.observation(&app()).expect("vote for app").clone()
+    }
+
+    #[test]
+    fn no_result_yet_is_an_abstention() {
+        let (cfg, key) = single_member(false);
+        let mut node = Node::new(cfg, T0);
+        node.round(T0, &key);
+        let vote = own_vote(&node);
+        assert_eq!(
+            (vote.status, vote.reason.as_str()),
+            (Status::Abstain, "no_data")
+        );
+    }
+
+    #[test]
+    fn a_stale_result_is_an_abstention() {
+        let (cfg, key) = single_member(false);
+        let mut node = Node::new(cfg, T0);
+        node.record_check(app(), &outcome(false), T0);
+        // 2 intervals + timeout + one round: 3.5 s; a little more makes it stale.
+        node.round(T0.plus(3_600), &key);
+        let vote = own_vote(&node);
+        assert_eq!(
+            (vote.status, vote.reason.as_str()),
+            (Status::Abstain, "stale")
+        );
+    }
+
+    #[test]
+    fn failing_control_probes_turn_accusations_into_abstentions_only() {
+        let (cfg, key) = single_member(true);
+        let mut node = Node::new(cfg, T0);
+        node.record_control("vpc".to_owned(), outcome(false), T0);
+        node.record_check(app(), &outcome(false), T0);
+        node.round(T0, &key);
+        let vote = own_vote(&node);
+        assert_eq!(
+            (vote.status, vote.reason.as_str()),
+            (Status::Abstain, "control_failed")
+        );
+        assert!(vote.detail.contains("saw status"), "{}", vote.detail);
+
+        node.record_check(app(), &outcome(true), T0.plus(1_000));
+        node.round(T0.plus(1_000), &key);
+        assert_eq!(
+            own_vote(&node).status,
+            Status::Healthy,
+            "a healthy observation is still a vote"
+        );
+
+        node.record_control("vpc".to_owned(), outcome(true), T0.plus(2_000));
+        node.record_check(app(), &outcome(false), T0.plus(2_000));
+        node.round(T0.plus(2_000), &key);
+        assert_eq!(
+            own_vote(&node).status,
+            Status::Unhealthy,
+            "control recovered: accuse again"
+        );
+    }
+
+    #[test]
+    fn an_overrun_abstains_for_two_rounds() {
+        let (cfg, key) = single_member(false);
+        let mut node = Node::new(cfg, T0);
+        node.record_overrun(T0);
+        node.record_check(app(), &outcome(false), T0.plus(1_000));
+        node.round(T0.plus(1_000), &key);
+        assert_eq!(own_vote(&node).reason.as_str(), "overrun");
+        node.record_check(app(), &outcome(false), T0.plus(3_000));
+        node.round(T0.plus(3_000), &key);
+        assert_eq!(own_vote(&node).status, Status::Unhealthy);
+    }
+
+    #[test]
+    fn rounds_decide_after_fall_after_and_report_the_transition() {
+        let (cfg, key) = single_member(false);
+        let mut node = Node::new(cfg, T0);
+        let mut transitions = Vec::new();
+        for i in 0..3 {
+            let now = T0.plus(i * 1_000);
+            node.record_check(app(), &outcome(false), now);
+            transitions.push(node.round(now, &key).1.len());
+        }
+        assert_eq!(transitions, [0, 1, 0], "fall_after = 2 rounds, then hold");
+        let (state, line) = node.health(&app()).expect("known check");
+        assert_eq!(state, State::Unhealthy);
+        assert!(line.contains("quorum=1/1"), "{line}");
+        let status = node.status(T0.plus(2_000));
+        assert_eq!(status.checks[0].decision, "unhealthy");
+        assert_eq!(status.checks[0].transitions, 1);
+        assert!(status.checks[0]
+            .tally
+            .as_ref()
+            .and_then(|t| t.certificate.as_ref())
+            .is_some());
+    }
+
+    #[test]
+    fn garbage_and_transport_rejections_are_counted() {
+        let (cfg, _) = single_member(false);
+        let mut node = Node::new(cfg, T0);
+        assert!(node.receive(T0, b"\x00\x01garbage", "test").is_err());
+        node.reject_transport("too_large", "declared 99 bytes".to_owned());
+        let s = node.status(T0);
+        assert_eq!(s.rejected.get("decode"), Some(&1));
+        assert_eq!(s.rejected.get("too_large"), Some(&1));
+    }
+}

@@ -279,3 +279,48 @@ async fn mutual_tls_cluster_decides_and_refuses_clients_without_a_certificate() 
         assert_eq!(r.status.as_u16(), 404, "{private} must not be public");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_catches_up_and_its_new_ballots_count() {
+    let mut c = TestCluster::start(|_| {}).await;
+    c.wait_until(LIMIT, "all HEALTHY", || all_answer(&c, 200))
+        .await;
+    let id = c.id(2).to_owned();
+    let seq_of = |s: &quorumgate::status::Status, id: &str| {
+        s.members
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.ballot.as_ref())
+            .map_or(0, |b| b.seq)
+    };
+    let before = seq_of(&c.status(0).await, &id);
+    assert!(before > 0);
+
+    c.restart(2).await;
+    // It pulled its peers' ballots on start.
+    let metrics = c.metrics(2).await;
+    let pulled = crate::support::metric(
+        &metrics,
+        "quorumgate_peer_pull_total",
+        &format!("peer=\"{}\",result=\"ok\"", c.id(0)),
+    );
+    assert!(
+        pulled >= 1.0,
+        "no successful pull after restart:\n{metrics}"
+    );
+    // Its new ballots keep rising above the old ones, so peers accept them (no replay).
+    c.wait_until(
+        LIMIT,
+        "agent 0 accepts the restarted agent's new ballots",
+        || async { seq_of(&c.status(0).await, &id) > before },
+    )
+    .await;
+    let s = c.status(0).await;
+    assert_eq!(
+        s.rejected.get("replay"),
+        None,
+        "rejections: {:?}",
+        s.rejected
+    );
+    assert!(all_answer(&c, 200).await);
+}

@@ -79,6 +79,19 @@ impl TestCluster {
         }
     }
 
+    /// Starts agent `i` again with the same config and key, and waits until it is ready.
+    pub async fn restart(&mut self, i: usize) {
+        self.kill(i).await;
+        self.children[i] =
+            Some(devcluster::spawn(&exe(), &self.written.agents[i]).expect("respawn agent"));
+        self.wait_until(
+            Duration::from_secs(20),
+            &format!("agent {i} ready again"),
+            || self.ready(i),
+        )
+        .await;
+    }
+
     pub async fn request(
         &self,
         i: usize,
