@@ -205,3 +205,286 @@ impl DecisionMachine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ballot::{Ballot, ConfigDigest};
+    use crate::book::VerifiedBallot;
+    use crate::ids::AgentId;
+    use crate::signed::{SignedBallot, SigningKey};
+
+    const T: u64 = 1_700_000_000_000;
+
+    fn api() -> CheckId {
+        CheckId::new("api").unwrap()
+    }
+
+    fn at(ms: u64) -> UnixMillis {
+        UnixMillis(T + ms)
+    }
+
+    fn policy(fall: After, rise: After, hold_down_ms: u64) -> DecisionPolicy {
+        DecisionPolicy {
+            initial: State::Healthy,
+            fall_after: fall,
+            rise_after: rise,
+            hold_down_ms,
+        }
+    }
+
+    /// A certificate whose single ballot has sequence number `tag`, so a test can tell
+    /// which verdict's certificate a transition carries. The machine does not inspect it.
+    fn certificate(outcome: Outcome, tag: u64) -> Certificate {
+        let ballot = Ballot::new(
+            AgentId::new("m0").unwrap(),
+            tag,
+            UnixMillis(T),
+            15_000,
+            ConfigDigest::default(),
+            vec![],
+        )
+        .unwrap();
+        let signed = SignedBallot::sign(&ballot, &SigningKey::from_bytes(&[1; 32]));
+        Certificate {
+            check: api(),
+            outcome,
+            ballots: vec![Arc::new(VerifiedBallot { signed, ballot })],
+        }
+    }
+
+    fn verdict(outcome: Outcome, ms: u64) -> Verdict {
+        Verdict {
+            check: api(),
+            outcome,
+            healthy: 0,
+            unhealthy: 0,
+            abstain: 0,
+            at: at(ms),
+            certificate: (outcome != Outcome::NoQuorum).then(|| certificate(outcome, ms)),
+        }
+    }
+
+    /// Feeds `outcomes` one round per `step_ms` from `start_ms`; returns (round, transition).
+    fn run(
+        m: &mut DecisionMachine,
+        start_ms: u64,
+        step_ms: u64,
+        outcomes: &[Outcome],
+    ) -> Vec<(usize, Transition)> {
+        outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                let ms = start_ms + step_ms * i as u64;
+                m.step(at(ms), &verdict(*o, ms)).map(|t| (i, t))
+            })
+            .collect()
+    }
+
+    use Outcome::{Healthy as H, NoQuorum as N, Unhealthy as U};
+
+    #[test]
+    fn initial_state_is_honoured() {
+        let m = DecisionMachine::new(api(), DecisionPolicy::default(), at(5));
+        assert_eq!(m.state(), State::Healthy);
+        assert_eq!(DecisionPolicy::default().initial, State::Healthy);
+        let p = DecisionPolicy {
+            initial: State::Unhealthy,
+            ..policy(After::Rounds(1), After::Rounds(1), 0)
+        };
+        let mut m = DecisionMachine::new(api(), p, at(5));
+        assert_eq!(
+            (m.state(), m.since(), m.transitions()),
+            (State::Unhealthy, at(5), 0)
+        );
+        assert_eq!(m.last_transition(), None);
+        assert_eq!((m.last_outcome(), m.pending_rounds()), (None, 0));
+        // Verdicts agreeing with the initial state change nothing.
+        assert!(run(&mut m, 0, 1_000, &[U, U, U, N, U]).is_empty());
+        assert_eq!(
+            (m.state(), m.since(), m.transitions()),
+            (State::Unhealthy, at(5), 0)
+        );
+        assert_eq!(m.last_outcome(), Some(U));
+        // With Rounds(1) one Healthy round is enough to rise.
+        let t = run(&mut m, 10_000, 1_000, &[H]);
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].1.from, t[0].1.to), (State::Unhealthy, State::Healthy));
+    }
+
+    #[test]
+    fn fall_and_rise_after_rounds_are_asymmetric() {
+        let mut m =
+            DecisionMachine::new(api(), policy(After::Rounds(3), After::Rounds(5), 0), at(0));
+        assert!(run(&mut m, 0, 1_000, &[U, U]).is_empty());
+        assert_eq!(m.pending_rounds(), 2);
+        let t = run(&mut m, 2_000, 1_000, &[U]);
+        assert_eq!(t.len(), 1);
+        let t = &t[0].1;
+        assert_eq!(
+            (t.from, t.to, t.at, t.rounds),
+            (State::Healthy, State::Unhealthy, at(2_000), 3)
+        );
+        assert_eq!(
+            (m.state(), m.since(), m.last_transition()),
+            (State::Unhealthy, at(2_000), Some(at(2_000)))
+        );
+        assert_eq!((m.transitions(), m.pending_rounds()), (1, 0));
+        // Rising takes five Healthy rounds, not three.
+        let t = run(&mut m, 10_000, 1_000, &[H, H, H, H, H, H]);
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].0, t[0].1.to, t[0].1.rounds), (4, State::Healthy, 5));
+        assert_eq!(m.transitions(), 2);
+    }
+
+    #[test]
+    fn rounds_zero_means_one_round() {
+        let mut m =
+            DecisionMachine::new(api(), policy(After::Rounds(0), After::Rounds(0), 0), at(0));
+        let t = run(&mut m, 0, 1_000, &[U, H, U]);
+        let idx: Vec<_> = t.iter().map(|(i, t)| (*i, t.to)).collect();
+        assert_eq!(
+            idx,
+            [
+                (0, State::Unhealthy),
+                (1, State::Healthy),
+                (2, State::Unhealthy)
+            ]
+        );
+    }
+
+    #[test]
+    fn fall_and_rise_after_millis() {
+        let p = policy(After::Millis(10_000), After::Millis(30_000), 0);
+        let mut m = DecisionMachine::new(api(), p, at(0));
+        for ms in [0, 5_000, 9_999] {
+            assert!(m.step(at(ms), &verdict(U, ms)).is_none(), "{ms}");
+        }
+        let t = m.step(at(10_000), &verdict(U, 10_000)).unwrap();
+        assert_eq!((t.to, t.at, t.rounds), (State::Unhealthy, at(10_000), 4));
+        // Rising: 30 s of Healthy from the first Healthy round, however many rounds.
+        for ms in [20_000, 49_999] {
+            assert!(m.step(at(ms), &verdict(H, ms)).is_none(), "{ms}");
+        }
+        let t = m.step(at(50_000), &verdict(H, 50_000)).unwrap();
+        assert_eq!((t.to, t.rounds), (State::Healthy, 3));
+        // Millis(0): the first round suffices (a streak always has at least one round).
+        let mut m =
+            DecisionMachine::new(api(), policy(After::Millis(0), After::Millis(0), 0), at(0));
+        assert_eq!(m.step(at(1), &verdict(U, 1)).map(|t| t.rounds), Some(1));
+    }
+
+    #[test]
+    fn no_quorum_holds_the_state_and_breaks_a_streak() {
+        let mut m =
+            DecisionMachine::new(api(), policy(After::Rounds(3), After::Rounds(3), 0), at(0));
+        assert!(run(&mut m, 0, 1_000, &[U, U, N, U, U, N, N, N, N, N, U, U]).is_empty());
+        assert_eq!(
+            (m.state(), m.last_outcome(), m.pending_rounds()),
+            (State::Healthy, Some(U), 2)
+        );
+        let t = run(&mut m, 20_000, 1_000, &[U]);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].1.rounds, 3);
+        // A long NoQuorum in the Unhealthy state holds Unhealthy.
+        assert!(run(&mut m, 30_000, 1_000, &[N; 50]).is_empty());
+        assert_eq!(m.state(), State::Unhealthy);
+        // A round agreeing with the current state also breaks a streak.
+        assert!(run(&mut m, 100_000, 1_000, &[H, H, U, H, H]).is_empty());
+        assert_eq!(m.pending_rounds(), 2);
+
+        // The same with a duration: NoQuorum restarts the clock of the streak.
+        let mut m = DecisionMachine::new(
+            api(),
+            policy(After::Millis(10_000), After::Millis(10_000), 0),
+            at(0),
+        );
+        for (ms, o) in [(0, U), (5_000, N), (6_000, U), (15_999, U)] {
+            assert!(m.step(at(ms), &verdict(o, ms)).is_none(), "{ms}");
+        }
+        assert!(m.step(at(16_000), &verdict(U, 16_000)).is_some());
+    }
+
+    #[test]
+    fn hold_down_delays_the_next_transition_until_it_elapses() {
+        let mut m = DecisionMachine::new(
+            api(),
+            policy(After::Rounds(1), After::Rounds(1), 30_000),
+            at(0),
+        );
+        // The first transition is not held down (there was no earlier one).
+        assert!(m.step(at(0), &verdict(U, 0)).is_some());
+        for ms in [10_000, 20_000, 29_999] {
+            assert!(m.step(at(ms), &verdict(H, ms)).is_none(), "{ms}");
+        }
+        assert_eq!((m.state(), m.pending_rounds()), (State::Unhealthy, 3));
+        let t = m.step(at(30_000), &verdict(H, 30_000)).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.rounds),
+            (State::Unhealthy, State::Healthy, 4)
+        );
+        // A streak that was already long enough still waits out the next hold-down.
+        assert!(m.step(at(45_000), &verdict(U, 45_000)).is_none());
+        assert!(m.step(at(59_999), &verdict(U, 59_999)).is_none());
+        assert!(m.step(at(60_000), &verdict(U, 60_000)).is_some());
+        assert_eq!(m.transitions(), 3);
+        // Interrupted during the hold-down, the streak starts again after it.
+        let mut m = DecisionMachine::new(
+            api(),
+            policy(After::Rounds(2), After::Rounds(2), 30_000),
+            at(0),
+        );
+        assert_eq!(run(&mut m, 0, 1_000, &[U, U]).len(), 1);
+        assert!(run(&mut m, 10_000, 10_000, &[H, H, N, H]).is_empty());
+        assert_eq!(m.pending_rounds(), 1);
+        assert!(m.step(at(40_000), &verdict(H, 40_000)).is_some());
+    }
+
+    #[test]
+    fn a_verdict_without_certificate_cannot_move_it() {
+        let mut m =
+            DecisionMachine::new(api(), policy(After::Rounds(1), After::Rounds(1), 0), at(0));
+        for ms in 0..10 {
+            let v = Verdict {
+                certificate: None,
+                ..verdict(U, ms)
+            };
+            assert!(m.step(at(ms), &v).is_none());
+        }
+        assert_eq!(
+            (m.state(), m.transitions(), m.pending_rounds()),
+            (State::Healthy, 0, 0)
+        );
+        assert_eq!(m.last_outcome(), Some(U));
+        // A verdict for another check is ignored entirely.
+        let other = Verdict {
+            check: CheckId::new("db").unwrap(),
+            ..verdict(U, 20)
+        };
+        assert!(m.step(at(20), &other).is_none());
+        assert_eq!(m.last_outcome(), Some(U));
+        assert_eq!(m.state(), State::Healthy);
+    }
+
+    #[test]
+    fn a_transition_carries_the_certificate_of_its_verdict() {
+        let mut m =
+            DecisionMachine::new(api(), policy(After::Rounds(2), After::Rounds(2), 0), at(0));
+        let first = verdict(U, 1_000);
+        let second = verdict(U, 2_000);
+        assert!(m.step(at(1_000), &first).is_none());
+        let t = m.step(at(2_000), &second).unwrap();
+        assert_eq!(t.check, api());
+        assert_eq!(t.certificate.outcome, Outcome::Unhealthy);
+        let carried = &t.certificate.ballots[0];
+        let expected = &second.certificate.as_ref().unwrap().ballots[0];
+        assert!(
+            Arc::ptr_eq(carried, expected),
+            "not the deciding verdict's certificate"
+        );
+        assert_eq!(carried.ballot.seq(), 2_000);
+    }
+}
