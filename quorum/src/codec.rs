@@ -11,7 +11,8 @@
 //! Canonical means one byte string per ballot: observations strictly ascending by check, no
 //! trailing bytes, flags only 0 or 1, every string a valid token. The decoder rejects anything
 //! else, so the signature covers exactly one meaning. The decoder never panics, bounds every
-//! length by the bytes actually remaining, and so never allocates more than its input's size.
+//! length by the bytes actually remaining, so what it allocates is bounded by a small constant
+//! multiple of its input's length (a decoded observation is ~5x its smallest encoding).
 
 use crate::ballot::{Ballot, ConfigDigest, MAX_OBSERVATIONS};
 use crate::ids::{AgentId, CheckId, IdError, Reason};
@@ -67,6 +68,12 @@ pub enum DecodeError {
     BadEnum { field: &'static str, value: u8 },
     #[error("{count} observations declared; at most {max} fit")]
     TooManyObservations { count: usize, max: usize },
+    #[error("{count} {field} declared; at most {max} are allowed")]
+    TooMany {
+        field: &'static str,
+        count: usize,
+        max: usize,
+    },
     #[error("observations are not strictly ascending by check at {0}")]
     NotCanonical(String),
     #[error("detail longer than {MAX_DETAIL_LEN} bytes")]
@@ -103,12 +110,12 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
     /// A string of at most 255 bytes; every caller passes a validated token.
-    fn str8(&mut self, s: &str) {
+    pub(crate) fn str8(&mut self, s: &str) {
         let len = u8::try_from(s.len()).unwrap_or(u8::MAX);
         self.u8(len);
         self.bytes(&s.as_bytes()[..usize::from(len)]);
     }
-    fn str16(&mut self, s: &str) {
+    pub(crate) fn str16(&mut self, s: &str) {
         let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
         self.u16(len);
         self.bytes(&s.as_bytes()[..usize::from(len)]);
@@ -160,11 +167,11 @@ impl<'a> Reader<'a> {
     fn utf8(&mut self, len: usize, field: &'static str) -> Result<&'a str, DecodeError> {
         std::str::from_utf8(self.take(len)?).map_err(|_| DecodeError::NotUtf8 { field })
     }
-    fn str8(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
+    pub(crate) fn str8(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
         let len = usize::from(self.u8()?);
         self.utf8(len, field)
     }
-    fn str16(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
+    pub(crate) fn str16(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
         let len = usize::from(self.u16()?);
         self.utf8(len, field)
     }
@@ -185,7 +192,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn id<T: std::str::FromStr<Err = IdError>>(s: &str, field: &'static str) -> Result<T, DecodeError> {
+/// Parses a validated token read from untrusted bytes, naming the field on failure.
+pub(crate) fn id<T: std::str::FromStr<Err = IdError>>(
+    s: &str,
+    field: &'static str,
+) -> Result<T, DecodeError> {
     s.parse()
         .map_err(|source| DecodeError::BadId { field, source })
 }
@@ -222,7 +233,8 @@ pub fn encode_ballot(ballot: &Ballot) -> Vec<u8> {
     w.buf
 }
 
-/// Decodes canonical ballot bytes. Never panics; allocation is bounded by `bytes.len()`.
+/// Decodes canonical ballot bytes. Never panics; allocation is bounded by a small multiple of
+/// `bytes.len()`.
 pub fn decode_ballot(bytes: &[u8]) -> Result<Ballot, DecodeError> {
     let mut r = Reader::new(bytes);
     r.magic(BALLOT_MAGIC, "ballot")?;

@@ -16,26 +16,27 @@ use crate::time::UnixMillis;
 #[derive(Debug, Clone)]
 pub struct Engine {
     book: BallotBook,
-    machines: BTreeMap<CheckId, DecisionMachine>,
-    verdicts: BTreeMap<CheckId, Verdict>,
+    /// One entry per check, sorted by check id: its machine and the last verdict.
+    checks: Vec<(DecisionMachine, Option<Verdict>)>,
 }
 
 impl Engine {
     /// An engine with every check in its policy's initial state since `now`.
+    /// A check listed twice keeps its last policy (config validation rejects duplicates).
     pub fn new(
         membership: Membership,
         config: BookConfig,
         checks: impl IntoIterator<Item = (CheckId, DecisionPolicy)>,
         now: UnixMillis,
     ) -> Self {
-        let machines = checks
+        let unique: BTreeMap<CheckId, DecisionPolicy> = checks.into_iter().collect();
+        let checks = unique
             .into_iter()
-            .map(|(id, policy)| (id.clone(), DecisionMachine::new(id, policy, now)))
+            .map(|(id, policy)| (DecisionMachine::new(id, policy, now), None))
             .collect();
         Self {
             book: BallotBook::new(membership, config),
-            machines,
-            verdicts: BTreeMap::new(),
+            checks,
         }
     }
 
@@ -46,13 +47,12 @@ impl Engine {
 
     /// Tallies every check at `now` and steps its machine: one evaluation round.
     pub fn evaluate(&mut self, now: UnixMillis) -> Vec<Transition> {
-        let verdicts = tally_all(&self.book, self.machines.keys(), now);
+        // Check ids are ascending, so the tally walks each ballot once.
+        let verdicts = tally_all(&self.book, self.checks.iter().map(|(m, _)| m.check()), now);
         let mut transitions = Vec::new();
-        for verdict in verdicts {
-            if let Some(machine) = self.machines.get_mut(&verdict.check) {
-                transitions.extend(machine.step(now, &verdict));
-            }
-            self.verdicts.insert(verdict.check.clone(), verdict);
+        for ((machine, last), verdict) in self.checks.iter_mut().zip(verdicts) {
+            transitions.extend(machine.step(now, &verdict));
+            *last = Some(verdict);
         }
         transitions
     }
@@ -62,18 +62,26 @@ impl Engine {
         &self.book
     }
 
-    #[must_use]
-    pub fn machine(&self, check: &CheckId) -> Option<&DecisionMachine> {
-        self.machines.get(check)
+    fn entry(&self, check: &CheckId) -> Option<&(DecisionMachine, Option<Verdict>)> {
+        self.checks
+            .binary_search_by(|(m, _)| m.check().cmp(check))
+            .ok()
+            .map(|i| &self.checks[i])
     }
 
+    #[must_use]
+    pub fn machine(&self, check: &CheckId) -> Option<&DecisionMachine> {
+        self.entry(check).map(|(m, _)| m)
+    }
+
+    /// Machines in check-id order.
     pub fn machines(&self) -> impl Iterator<Item = &DecisionMachine> {
-        self.machines.values()
+        self.checks.iter().map(|(m, _)| m)
     }
 
     /// The verdict of the last [`evaluate`](Self::evaluate), if any.
     #[must_use]
     pub fn verdict(&self, check: &CheckId) -> Option<&Verdict> {
-        self.verdicts.get(check)
+        self.entry(check).and_then(|(_, v)| v.as_ref())
     }
 }

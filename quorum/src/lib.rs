@@ -22,7 +22,8 @@
 //! - A [`tally::Verdict`] other than `NoQuorum` always carries Q distinct, live, correctly
 //!   signed ballots that say so.
 //! - A [`decision::Transition`] always carries the certificate of the verdict that caused it.
-//! - Decoding untrusted bytes never panics and never allocates more than the input's size.
+//! - Decoding untrusted bytes never panics, and what it allocates is bounded by a small constant
+//!   multiple of the input's length (every declared count is checked against the bytes left).
 
 #![forbid(unsafe_code)]
 

@@ -632,3 +632,49 @@ fn rejects_garbage_and_truncations_without_panicking() {
     // A header that declares 65,535 ballots and holds none.
     assert!(f.verify(b"QGC\x01\x03api\x01\xff\xff").is_err());
 }
+
+/// `tally_all` walks sorted check lists in step with the ballots; it must agree with one
+/// `tally` per check whatever order (sorted, reversed, repeated, unknown checks) it is given.
+#[test]
+fn tally_all_agrees_with_tally_in_any_order() {
+    let c = Cluster::new(5);
+    let mut book = c.book();
+    let statuses = [
+        quorum::Status::Healthy,
+        quorum::Status::Unhealthy,
+        quorum::Status::Abstain,
+    ];
+    for (i, id) in c.ids.iter().enumerate() {
+        // Member i skips every (i+2)-th check, so ballots have different gaps.
+        let names: Vec<String> = (0..40)
+            .filter(|k| k % (i + 2) != 0)
+            .map(|k| format!("c{k:02}"))
+            .collect();
+        let votes: Vec<(&str, quorum::Status)> = names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (n.as_str(), statuses[(k * 7 + i) % 3]))
+            .collect();
+        book.handle_ballot(T0, &Draft::new(id, &votes).wire(&c.keys[i]))
+            .unwrap();
+    }
+    let sorted: Vec<quorum::CheckId> = (0..45).map(|k| check(&format!("c{k:02}"))).collect();
+    let mut orders = vec![sorted.clone(), sorted.iter().rev().cloned().collect()];
+    orders.push(sorted.iter().flat_map(|c| [c.clone(), c.clone()]).collect());
+    for order in orders {
+        let all = quorum::tally_all(&book, &order, T0);
+        for (verdict, id) in all.iter().zip(&order) {
+            let one = quorum::tally(&book, id, T0);
+            assert_eq!(
+                (
+                    verdict.outcome,
+                    verdict.healthy,
+                    verdict.unhealthy,
+                    verdict.abstain
+                ),
+                (one.outcome, one.healthy, one.unhealthy, one.abstain),
+                "check {id}"
+            );
+        }
+    }
+}
