@@ -62,13 +62,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Verify a decision certificate against the configured members' public keys.
+    /// Verify a decision certificate, or a whole audit log, against the configured members' keys.
     Verify {
         #[arg(long, short, env = "QUORUMGATE_CONFIG")]
         config: PathBuf,
         /// The certificate, base64 (as in /v1/status), or @FILE holding it.
+        #[arg(long, required_unless_present = "audit", conflicts_with = "audit")]
+        cert: Option<String>,
+        /// An audit log (`{state_dir}/audit.jsonl`): checks its hash chain and every certificate.
         #[arg(long)]
-        cert: String,
+        audit: Option<PathBuf>,
     },
     /// Run a local three-agent demo cluster against a demo app, on loopback, and narrate it.
     Demo {
@@ -134,10 +137,29 @@ pub fn keygen(out: &Path, tls_dir: Option<&Path>, names: &[String]) -> anyhow::R
     Ok(())
 }
 
-/// `quorumgate verify`.
+/// `quorumgate verify --audit`.
+pub fn verify_audit(config: &Path, audit: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = load_for_verify(config)?;
+    let skew = cfg.shared.cluster.max_clock_skew_ms;
+    match crate::audit::verify_file(audit, &cfg.shared.membership, &cfg.digest, skew) {
+        Ok(s) => {
+            println!("VALID: {} records, hash chain intact, {} certificates verified", s.records, s.certificates);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn load_for_verify(config: &Path) -> anyhow::Result<Config> {
+    Config::load(Some(config)).map_err(|e| anyhow::anyhow!("{}: config problems:\n{e}", config.display()))
+}
+
+/// `quorumgate verify --cert`.
 pub fn verify(config: &Path, cert: &str) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(Some(config))
-        .map_err(|e| anyhow::anyhow!("{}: config problems:\n{e}", config.display()))?;
+    let cfg = load_for_verify(config)?;
     let text = match cert.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?,
         None => cert.to_owned(),

@@ -68,6 +68,8 @@ pub struct Agent {
     pub url: Url,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    /// Its own state directory (audit log).
+    pub state_dir: PathBuf,
     pub key: SigningKey,
 }
 
@@ -144,7 +146,7 @@ body_contains = "ok"
         let mut local = format!(
             "\n[local]\nagent_id = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\nkey_file = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"{}\"\n",
             dir.join(format!("{id}-signing.key")).display(),
-            dir.display(),
+            dir.join(&id).display(),
             spec.log_level,
         );
         for (_, extra) in spec.extra_local.iter().filter(|(a, _)| *a == id) {
@@ -169,6 +171,7 @@ body_contains = "ok"
         agents.push(Agent {
             url: format!("{scheme}://127.0.0.1:{port}/").parse()?,
             log_path: dir.join(format!("{id}.log")),
+            state_dir: dir.join(&id),
             config_path,
             id,
             key,

@@ -9,6 +9,7 @@
 //! - [`cli`], [`status`], [`demo`], [`keys`], [`telemetry`], [`clock`]: the operator's side.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod bundle;
 pub mod cli;
 pub mod clock;

@@ -19,7 +19,12 @@ fn main() -> ExitCode {
             tls_dir,
             names,
         } => report(cli::keygen(&out, tls_dir.as_deref(), &names)),
-        Command::Verify { config, cert } => cli::verify(&config, &cert).unwrap_or_else(|e| {
+        Command::Verify { config, cert, audit } => match (cert, audit) {
+            (Some(cert), _) => cli::verify(&config, &cert),
+            (None, Some(audit)) => cli::verify_audit(&config, &audit),
+            (None, None) => Err(anyhow::anyhow!("give --cert or --audit")),
+        }
+        .unwrap_or_else(|e| {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }),

@@ -14,6 +14,7 @@ use quorum::{
     SignedBallot, SigningKey, State, Status, Transition, UnixMillis,
 };
 
+use crate::audit::AuditLog;
 use crate::probe::ProbeOutcome;
 use crate::status::{
     BallotSummary, CheckStatus, ControlStatus, MemberStatus, ObservationStatus,
@@ -65,6 +66,7 @@ pub struct Node {
     last_rejection: Option<String>,
     rounds: u64,
     ready: bool,
+    audit: Option<AuditLog>,
     last_round_at: Option<UnixMillis>,
 }
 
@@ -96,6 +98,7 @@ impl Node {
             last_rejection: None,
             rounds: 0,
             ready: false,
+            audit: None,
             last_round_at: None,
         }
     }
@@ -231,7 +234,7 @@ impl Node {
         }
         self.own_wire = Some(Arc::clone(&wire));
         let transitions = self.engine.evaluate(now);
-        self.after_evaluate(&transitions);
+        self.after_evaluate(now, &transitions);
         self.rounds += 1;
         self.ready = true;
         self.last_round_at = Some(now);
@@ -241,7 +244,7 @@ impl Node {
         (wire, transitions)
     }
 
-    fn after_evaluate(&self, transitions: &[Transition]) {
+    fn after_evaluate(&mut self, now: UnixMillis, transitions: &[Transition]) {
         for m in self.engine.machines() {
             let check = m.check().to_string();
             metrics::gauge!(t::DECISION, "check" => check.clone()).set(state_gauge(m.state()));
@@ -258,6 +261,7 @@ impl Node {
             }
         }
         for tr in transitions {
+            self.audit_transition(now, tr);
             metrics::counter!(t::TRANSITIONS, "check" => tr.check.to_string(), "to" => tr.to.as_str()).increment(1);
             tracing::warn!(
                 check = %tr.check, from = tr.from.as_str(), to = tr.to.as_str(), rounds = tr.rounds,
@@ -265,6 +269,30 @@ impl Node {
                 voters = %tr.certificate.agents().map(AgentId::as_str).collect::<Vec<_>>().join(","),
                 "decision changed"
             );
+        }
+    }
+
+    /// Uses `log` for decision records from now on.
+    pub fn set_audit(&mut self, log: AuditLog) {
+        self.audit = Some(log);
+    }
+
+    /// Appends the transition to the audit log. Called with the node lock held, so no health
+    /// answer reflects the new state before its record is on disk. A failed append does not
+    /// stop the data-plane answer (that would override the quorum) but is logged and counted.
+    fn audit_transition(&mut self, now: UnixMillis, tr: &Transition) {
+        let Some(log) = self.audit.as_mut() else { return };
+        let body = serde_json::json!({
+            "check": tr.check.as_str(),
+            "from": tr.from.as_str(),
+            "to": tr.to.as_str(),
+            "rounds": tr.rounds,
+            "certificate": STANDARD.encode(tr.certificate.to_bytes()),
+            "certificate_sha256": tr.certificate.digest_hex(),
+        });
+        if let Err(e) = log.append(now, "transition", body) {
+            metrics::counter!(t::AUDIT_ERRORS).increment(1);
+            tracing::error!(error = %e, check = %tr.check, "could not persist the transition to the audit log");
         }
     }
 

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditLog;
 use crate::clock::SharedClock;
 use crate::exchange::Exchange;
 use crate::keys;
@@ -82,7 +83,15 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
     };
     let peer_tls = tls::client_config(local.peer_tls.ca_file.as_deref(), identity)?;
 
-    let node = Arc::new(Mutex::new(Node::new(Arc::clone(&cfg), clock.now())));
+    let mut audit = AuditLog::open(&local.state_dir.join("audit.jsonl"), local.agent_id.clone())?;
+    audit.append(
+        clock.now(),
+        "started",
+        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "config_digest": cfg.digest.to_hex() }),
+    )?;
+    let mut node = Node::new(Arc::clone(&cfg), clock.now());
+    node.set_audit(audit);
+    let node = Arc::new(Mutex::new(node));
     let round = Duration::from_millis(cfg.shared.cluster.round_interval_ms);
     let ctx = Arc::new(ServerCtx {
         node: Arc::clone(&node),

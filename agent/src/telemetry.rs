@@ -11,6 +11,7 @@ pub const ROUNDS: &str = "quorumgate_rounds_total";
 pub const ABSTAINING: &str = "quorumgate_abstaining";
 pub const PEER_PUSH: &str = "quorumgate_peer_push_total";
 pub const PEER_PULL: &str = "quorumgate_peer_pull_total";
+pub const AUDIT_ERRORS: &str = "quorumgate_audit_errors_total";
 pub const BUILD_INFO: &str = "quorumgate_build_info";
 
 /// Installs the Prometheus recorder for this process and describes our metrics.
@@ -38,6 +39,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         PEER_PULL,
         "Ballot catch-up pulls from peers, by peer and result"
     );
+    metrics::describe_counter!(AUDIT_ERRORS, "Audit records that could not be persisted");
     Ok(handle)
 }
 

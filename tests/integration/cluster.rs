@@ -70,6 +70,19 @@ async fn quorum_follows_the_target_down_and_back_up() {
     c.app.set_down(false);
     c.wait_until(LIMIT, "all HEALTHY after recovery", || all_answer(&c, 200))
         .await;
+    // Every agent's audit log holds both transitions with verifiable certificates.
+    for a in &c.written.agents {
+        let out = Command::new(exe())
+            .args(["verify", "--config"])
+            .arg(&a.config_path)
+            .arg("--audit")
+            .arg(a.state_dir.join("audit.jsonl"))
+            .output()
+            .expect("run verify --audit");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}: {text}", a.id);
+        assert!(text.contains("2 certificates verified"), "{}: {text}", a.id);
+    }
     let s = c.status(1).await;
     let check = s
         .checks

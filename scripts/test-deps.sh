@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need, idempotently, on a fresh Debian machine:
+#   - PostgreSQL 15 server binaries (/usr/lib/postgresql/15/bin) and MariaDB server binaries;
+#     the tests start their own throwaway servers from these on loopback ports.
+#   - a Python virtualenv with the pinned moto[server] (tests/fixtures/requirements.txt); the
+#     tests start their own strict Route 53 / RDS emulators from it.
+# Prints nothing but progress; exits non-zero if anything cannot be installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEPS_DIR="${QG_DEPS_DIR:-$HOME/.cache/quorumgate}"
+mkdir -p "$DEPS_DIR"
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+  echo "installing PostgreSQL 15 server binaries"
+  apt_install postgresql-15
+fi
+if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+  echo "installing MariaDB server binaries"
+  apt_install mariadb-server
+fi
+
+venv="$DEPS_DIR/moto-venv"
+req=tests/fixtures/requirements.txt
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing the pinned moto emulator into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$want" > "$stamp"
+fi
+echo "test dependencies ready (moto python: $venv/bin/python)"
