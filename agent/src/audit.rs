@@ -38,7 +38,10 @@ pub struct Record {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit log {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("audit log line {line}: {why}")]
     Corrupt { line: u64, why: String },
 }
@@ -60,7 +63,10 @@ fn sha_hex(bytes: &[u8]) -> String {
 impl AuditLog {
     /// Opens (or creates) the log and checks the existing chain, so appends continue it.
     pub fn open(path: &Path, agent: AgentId) -> Result<Self, AuditError> {
-        let io = |source| AuditError::Io { path: path.to_owned(), source };
+        let io = |source| AuditError::Io {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -69,12 +75,27 @@ impl AuditLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, GENESIS.to_owned()),
             Err(e) => return Err(io(e)),
         };
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-        Ok(Self { path: path.to_owned(), file, agent, next_seq, prev })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            agent,
+            next_seq,
+            prev,
+        })
     }
 
     /// Appends one record and fsyncs it. Only after this returns may the action proceed.
-    pub fn append(&mut self, at: UnixMillis, event: &str, body: Value) -> Result<Record, AuditError> {
+    pub fn append(
+        &mut self,
+        at: UnixMillis,
+        event: &str,
+        body: Value,
+    ) -> Result<Record, AuditError> {
         let record = Record {
             seq: self.next_seq,
             prev: self.prev.clone(),
@@ -83,10 +104,16 @@ impl AuditLog {
             event: event.to_owned(),
             body,
         };
-        let mut line = serde_json::to_vec(&record).map_err(|e| AuditError::Corrupt { line: record.seq, why: e.to_string() })?;
+        let mut line = serde_json::to_vec(&record).map_err(|e| AuditError::Corrupt {
+            line: record.seq,
+            why: e.to_string(),
+        })?;
         let hash = sha_hex(&line);
         line.push(b'\n');
-        let io = |source| AuditError::Io { path: self.path.clone(), source };
+        let io = |source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        };
         self.file.write_all(&line).map_err(io)?;
         self.file.sync_data().map_err(io)?;
         self.next_seq += 1;
@@ -106,17 +133,28 @@ fn chain_tail(reader: impl BufRead) -> Result<(u64, String), AuditError> {
     let mut seq = 0u64;
     for (i, line) in reader.split(b'\n').enumerate() {
         let n = i as u64;
-        let line = line.map_err(|e| AuditError::Corrupt { line: n, why: e.to_string() })?;
+        let line = line.map_err(|e| AuditError::Corrupt {
+            line: n,
+            why: e.to_string(),
+        })?;
         if line.is_empty() {
             continue;
         }
-        let record: Record =
-            serde_json::from_slice(&line).map_err(|e| AuditError::Corrupt { line: n, why: format!("not a record: {e}") })?;
+        let record: Record = serde_json::from_slice(&line).map_err(|e| AuditError::Corrupt {
+            line: n,
+            why: format!("not a record: {e}"),
+        })?;
         if record.seq != seq {
-            return Err(AuditError::Corrupt { line: n, why: format!("seq {} where {seq} was expected", record.seq) });
+            return Err(AuditError::Corrupt {
+                line: n,
+                why: format!("seq {} where {seq} was expected", record.seq),
+            });
         }
         if record.prev != prev {
-            return Err(AuditError::Corrupt { line: n, why: "hash chain broken: prev does not match the previous line".into() });
+            return Err(AuditError::Corrupt {
+                line: n,
+                why: "hash chain broken: prev does not match the previous line".into(),
+            });
         }
         prev = sha_hex(&line);
         seq += 1;
@@ -138,23 +176,40 @@ pub fn verify_file(
     digest: &ConfigDigest,
     skew_ms: u64,
 ) -> Result<Summary, AuditError> {
-    let io = |source| AuditError::Io { path: path.to_owned(), source };
+    let io = |source| AuditError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let text = std::fs::read(path).map_err(io)?;
     let (records, _) = chain_tail(&text[..])?;
     let mut certificates = 0;
-    for (i, line) in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-        let record: Record = serde_json::from_slice(line)
-            .map_err(|e| AuditError::Corrupt { line: i as u64, why: e.to_string() })?;
+    for (i, line) in text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        let record: Record = serde_json::from_slice(line).map_err(|e| AuditError::Corrupt {
+            line: i as u64,
+            why: e.to_string(),
+        })?;
         for cert in certificate_fields(&record.body) {
-            let bytes = STANDARD
-                .decode(cert)
-                .map_err(|e| AuditError::Corrupt { line: record.seq, why: format!("certificate is not base64: {e}") })?;
-            quorum::verify_certificate(&bytes, membership, Some(digest), skew_ms)
-                .map_err(|e| AuditError::Corrupt { line: record.seq, why: format!("certificate does not verify: {e}") })?;
+            let bytes = STANDARD.decode(cert).map_err(|e| AuditError::Corrupt {
+                line: record.seq,
+                why: format!("certificate is not base64: {e}"),
+            })?;
+            quorum::verify_certificate(&bytes, membership, Some(digest), skew_ms).map_err(|e| {
+                AuditError::Corrupt {
+                    line: record.seq,
+                    why: format!("certificate does not verify: {e}"),
+                }
+            })?;
             certificates += 1;
         }
     }
-    Ok(Summary { records, certificates })
+    Ok(Summary {
+        records,
+        certificates,
+    })
 }
 
 fn certificate_fields(body: &Value) -> Vec<&str> {
@@ -163,7 +218,9 @@ fn certificate_fields(body: &Value) -> Vec<&str> {
         for (k, v) in map {
             match (k.as_str(), v) {
                 ("certificate", Value::String(s)) => out.push(s.as_str()),
-                ("certificates", Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str)),
+                ("certificates", Value::Array(items)) => {
+                    out.extend(items.iter().filter_map(Value::as_str))
+                }
                 (_, nested @ Value::Object(_)) => out.extend(certificate_fields(nested)),
                 _ => {}
             }
@@ -176,7 +233,8 @@ fn certificate_fields(body: &Value) -> Vec<&str> {
 mod tests {
     use super::*;
     use quorum::{
-        Ballot, BallotBook, BookConfig, CheckId, Member, Observation, Reason, SignedBallot, SigningKey, Status,
+        Ballot, BallotBook, BookConfig, CheckId, Member, Observation, Reason, SignedBallot,
+        SigningKey, Status,
     };
     use serde_json::json;
 
@@ -185,21 +243,46 @@ mod tests {
         let members = keys
             .iter()
             .enumerate()
-            .map(|(i, k)| Member { id: AgentId::new(format!("a{i}")).unwrap(), region: "r".into(), key: k.verifying_key() })
+            .map(|(i, k)| Member {
+                id: AgentId::new(format!("a{i}")).unwrap(),
+                region: "r".into(),
+                key: k.verifying_key(),
+            })
             .collect();
         (Membership::new(members).unwrap(), keys)
     }
 
     fn certificate(membership: &Membership, keys: &[SigningKey], digest: ConfigDigest) -> String {
-        let cfg = BookConfig { max_ballot_bytes: 1 << 20, max_clock_skew_ms: 1000, config_digest: digest };
+        let cfg = BookConfig {
+            max_ballot_bytes: 1 << 20,
+            max_clock_skew_ms: 1000,
+            config_digest: digest,
+        };
         let mut book = BallotBook::new(membership.clone(), cfg);
         let check = CheckId::new("app").unwrap();
         for (i, k) in keys.iter().enumerate() {
-            let obs = Observation::new(check.clone(), Status::Unhealthy, Reason::from_static("status"), 1, UnixMillis(1000));
-            let b = Ballot::new(AgentId::new(format!("a{i}")).unwrap(), 1, UnixMillis(1000), 5000, digest, vec![obs]).unwrap();
-            book.handle_ballot(UnixMillis(1000), &SignedBallot::sign(&b, k).to_wire()).unwrap();
+            let obs = Observation::new(
+                check.clone(),
+                Status::Unhealthy,
+                Reason::from_static("status"),
+                1,
+                UnixMillis(1000),
+            );
+            let b = Ballot::new(
+                AgentId::new(format!("a{i}")).unwrap(),
+                1,
+                UnixMillis(1000),
+                5000,
+                digest,
+                vec![obs],
+            )
+            .unwrap();
+            book.handle_ballot(UnixMillis(1000), &SignedBallot::sign(&b, k).to_wire())
+                .unwrap();
         }
-        let cert = quorum::tally(&book, &check, UnixMillis(1000)).certificate.unwrap();
+        let cert = quorum::tally(&book, &check, UnixMillis(1000))
+            .certificate
+            .unwrap();
         STANDARD.encode(cert.to_bytes())
     }
 
@@ -213,19 +296,41 @@ mod tests {
         let agent = AgentId::new("a0").unwrap();
         {
             let mut log = AuditLog::open(&path, agent.clone()).unwrap();
-            log.append(UnixMillis(1), "started", json!({"version": "x"})).unwrap();
-            log.append(UnixMillis(2), "transition", json!({"check": "app", "certificate": cert})).unwrap();
+            log.append(UnixMillis(1), "started", json!({"version": "x"}))
+                .unwrap();
+            log.append(
+                UnixMillis(2),
+                "transition",
+                json!({"check": "app", "certificate": cert}),
+            )
+            .unwrap();
         }
         // Reopening continues the chain.
         let mut log = AuditLog::open(&path, agent).unwrap();
-        let r = log.append(UnixMillis(3), "change_planned", json!({"gate": {"certificates": [cert]}})).unwrap();
+        let r = log
+            .append(
+                UnixMillis(3),
+                "change_planned",
+                json!({"gate": {"certificates": [cert]}}),
+            )
+            .unwrap();
         assert_eq!(r.seq, 2);
         let summary = verify_file(&path, &membership, &digest, 1000).unwrap();
-        assert_eq!(summary, Summary { records: 3, certificates: 2 });
+        assert_eq!(
+            summary,
+            Summary {
+                records: 3,
+                certificates: 2
+            }
+        );
 
         // Any edit of an earlier line breaks the chain at the next line.
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replacen("\"version\":\"x\"", "\"version\":\"y\"", 1)).unwrap();
+        std::fs::write(
+            &path,
+            text.replacen("\"version\":\"x\"", "\"version\":\"y\"", 1),
+        )
+        .unwrap();
         let err = verify_file(&path, &membership, &digest, 1000).unwrap_err();
         assert!(matches!(err, AuditError::Corrupt { line: 1, .. }), "{err}");
 

@@ -143,7 +143,10 @@ pub fn verify_audit(config: &Path, audit: &Path) -> anyhow::Result<ExitCode> {
     let skew = cfg.shared.cluster.max_clock_skew_ms;
     match crate::audit::verify_file(audit, &cfg.shared.membership, &cfg.digest, skew) {
         Ok(s) => {
-            println!("VALID: {} records, hash chain intact, {} certificates verified", s.records, s.certificates);
+            println!(
+                "VALID: {} records, hash chain intact, {} certificates verified",
+                s.records, s.certificates
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -154,7 +157,8 @@ pub fn verify_audit(config: &Path, audit: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn load_for_verify(config: &Path) -> anyhow::Result<Config> {
-    Config::load(Some(config)).map_err(|e| anyhow::anyhow!("{}: config problems:\n{e}", config.display()))
+    Config::load(Some(config))
+        .map_err(|e| anyhow::anyhow!("{}: config problems:\n{e}", config.display()))
 }
 
 /// `quorumgate verify --cert`.

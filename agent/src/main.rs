@@ -19,7 +19,11 @@ fn main() -> ExitCode {
             tls_dir,
             names,
         } => report(cli::keygen(&out, tls_dir.as_deref(), &names)),
-        Command::Verify { config, cert, audit } => match (cert, audit) {
+        Command::Verify {
+            config,
+            cert,
+            audit,
+        } => match (cert, audit) {
             (Some(cert), _) => cli::verify(&config, &cert),
             (None, Some(audit)) => cli::verify_audit(&config, &audit),
             (None, None) => Err(anyhow::anyhow!("give --cert or --audit")),

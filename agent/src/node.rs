@@ -281,7 +281,9 @@ impl Node {
     /// answer reflects the new state before its record is on disk. A failed append does not
     /// stop the data-plane answer (that would override the quorum) but is logged and counted.
     fn audit_transition(&mut self, now: UnixMillis, tr: &Transition) {
-        let Some(log) = self.audit.as_mut() else { return };
+        let Some(log) = self.audit.as_mut() else {
+            return;
+        };
         let body = serde_json::json!({
             "check": tr.check.as_str(),
             "from": tr.from.as_str(),
