@@ -6,6 +6,7 @@
 //! - [`server`]: the HTTP surface (health for Route 53, ballots for peers, status, metrics).
 //! - [`exchange`]: pushing ballots to peers and pulling to catch up; [`bundle`] its wire form.
 //! - [`probe`], [`scheduler`], [`net`], [`tls`]: probing targets on time, with reason codes.
+//! - [`route53`]: the Route 53 control plane: API port, SDK adapter, the fenced writer.
 //! - [`cli`], [`status`], [`demo`], [`keys`], [`telemetry`], [`clock`]: the operator's side.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod net;
 pub mod node;
 pub mod probe;
+pub mod route53;
 pub mod run;
 pub mod scheduler;
 pub mod server;

@@ -129,6 +129,10 @@ impl Node {
             observed_at,
         )
         .with_detail(outcome.detail.clone());
+        let obs = match outcome.lag_ms {
+            Some(lag_ms) => obs.with_lag_ms(lag_ms),
+            None => obs,
+        };
         self.observations.insert(check, obs);
     }
 
@@ -588,6 +592,7 @@ key_file = "/nonexistent"
             reason: Reason::from_static(reason),
             latency: Duration::from_millis(3),
             detail: String::new(),
+            lag_ms: None,
         }
     }
 

@@ -134,7 +134,11 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
     }
 
     let (tx, mut rx) = mpsc::channel::<ProbeReport>(1024);
-    let prober = Arc::new(Prober::new(local.agent_id.clone()));
+    let prober = Arc::new(
+        Prober::new(local.agent_id.clone())
+            .with_region(cfg.me().map(|m| m.region.clone()).unwrap_or_default())
+            .with_clock(Arc::clone(&clock)),
+    );
     let sched = scheduler::spawn(
         scheduled_probes(&cfg),
         prober,

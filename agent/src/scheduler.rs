@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use config::probe::ProbeSpec;
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 use quorum::{CheckId, Reason, UnixMillis};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
@@ -350,6 +350,8 @@ struct ProbeMetrics {
     check: String,
     kind: &'static str,
     duration: Histogram,
+    /// `quorumgate_replication_lag_seconds{check}`, for probes that measure lag.
+    lag: Option<Gauge>,
     /// `(healthy, reason)` → counter; a handful of entries per probe.
     totals: Mutex<Vec<(bool, Reason, Counter)>>,
 }
@@ -359,16 +361,24 @@ impl ProbeMetrics {
         let check = probe.key.to_string();
         let kind = probe.spec.kind();
         let duration = metrics::histogram!("quorumgate_probe_duration_seconds", "check" => check.clone(), "kind" => kind);
+        let lag = matches!(probe.spec, ProbeSpec::ReplicationLag(_))
+            .then(|| metrics::gauge!(crate::telemetry::REPLICATION_LAG, "check" => check.clone()));
         Self {
             check,
             kind,
             duration,
+            lag,
             totals: Mutex::new(Vec::new()),
         }
     }
 
     fn record(&self, outcome: &ProbeOutcome) {
         self.duration.record(outcome.latency.as_secs_f64());
+        if let (Some(gauge), Some(lag_ms)) = (&self.lag, outcome.lag_ms) {
+            // Lags are far below 2^53 ms, where an f64 stops being exact.
+            #[allow(clippy::cast_precision_loss)]
+            gauge.set(lag_ms as f64 / 1000.0);
+        }
         // Nothing in the list can be left inconsistent by a panic; keep using it.
         let mut totals = self
             .totals

@@ -13,6 +13,7 @@ pub const PEER_PUSH: &str = "quorumgate_peer_push_total";
 pub const PEER_PULL: &str = "quorumgate_peer_pull_total";
 pub const AUDIT_ERRORS: &str = "quorumgate_audit_errors_total";
 pub const BUILD_INFO: &str = "quorumgate_build_info";
+pub const REPLICATION_LAG: &str = "quorumgate_replication_lag_seconds";
 
 /// Installs the Prometheus recorder for this process and describes our metrics.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -40,6 +41,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "Ballot catch-up pulls from peers, by peer and result"
     );
     metrics::describe_counter!(AUDIT_ERRORS, "Audit records that could not be persisted");
+    metrics::describe_gauge!(
+        REPLICATION_LAG,
+        "Replication lag measured by this agent's replication_lag probe (now - newest heartbeat), by check"
+    );
     Ok(handle)
 }
 

@@ -121,6 +121,15 @@ fn system_roots() -> RootCertStore {
     roots
 }
 
+/// The roots a client trusts: `ca_file` only, or (when `None`) the platform's roots plus the
+/// webpki roots. For clients that build their own [`ClientConfig`] (database probes: no ALPN).
+pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
+    match ca_file {
+        Some(path) => load_roots(path),
+        None => Ok(system_roots()),
+    }
+}
+
 /// A client config trusting `ca_file` only (or, when `None`, the platform roots plus the webpki
 /// roots), optionally presenting a client certificate for mutual TLS. ALPN: `http/1.1`.
 pub fn client_config(

@@ -18,7 +18,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::model::{CheckConfig, MemberConfig, SharedConfig};
-use crate::probe::{DnsRecordType, DnsTransport, ProbeSpec, TlsVerify};
+use crate::probe::{DbConnection, DnsRecordType, DnsTransport, ProbeSpec, TlsVerify};
 
 const DOMAIN: &str = "quorumgate-config-digest-v1";
 
@@ -124,7 +124,36 @@ fn probe(c: &mut Canon, p: &str, spec: &ProbeSpec) {
             c.put(&format!("{p}.transport"), transport);
             c.put(&format!("{p}.expect"), &d.expect);
         }
+        ProbeSpec::Postgres(w) | ProbeSpec::Mysql(w) => {
+            db_connection(c, &p, &w.conn);
+            c.put(&format!("{p}.create_table"), w.create_table);
+        }
+        ProbeSpec::ReplicationLag(l) => {
+            c.put(&format!("{p}.engine"), l.engine.as_str());
+            db_connection(c, &p, &l.conn);
+            c.opt(&format!("{p}.max_lag_ms"), l.max_lag_ms);
+        }
     }
+}
+
+/// Everything that says which database is probed and how, except the password: credentials
+/// are not what a check means, each agent may fetch its own (env, file) and, above all, the
+/// digest is published in every ballot and in status — a hash of a password there would be an
+/// offline guessing oracle. So neither the password nor its source enters the canonical form.
+fn db_connection(c: &mut Canon, p: &str, d: &DbConnection) {
+    c.put(&format!("{p}.host"), &d.host);
+    c.put(&format!("{p}.port"), d.port);
+    c.put(&format!("{p}.dbname"), &d.dbname);
+    c.put(&format!("{p}.user"), &d.user);
+    c.put(&format!("{p}.sslmode"), d.sslmode.as_str());
+    c.opt(
+        &format!("{p}.ca_file"),
+        d.ca_file.as_ref().map(|f| f.to_string_lossy()),
+    );
+    c.put(&format!("{p}.connect_timeout_ms"), d.connect_timeout_ms);
+    c.put(&format!("{p}.statement_timeout_ms"), d.statement_timeout_ms);
+    c.put(&format!("{p}.lock_timeout_ms"), d.lock_timeout_ms);
+    c.put(&format!("{p}.table"), &d.table);
 }
 
 fn tls(c: &mut Canon, p: &str, t: &TlsVerify) {

@@ -5,22 +5,38 @@ use std::path::PathBuf;
 
 use url::Url;
 
+mod db;
+
+pub use db::{
+    DbConnection, DbEngine, DbWriteProbe, PasswordSource, ReplicationLagProbe, Secret, SslMode,
+    DEFAULT_HEARTBEAT_TABLE,
+};
+
 /// What to probe and how to judge it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeSpec {
     Http(HttpProbe),
     Tcp(TcpProbe),
     Dns(DnsProbe),
+    /// PostgreSQL write path.
+    Postgres(DbWriteProbe),
+    /// MySQL / MariaDB write path.
+    Mysql(DbWriteProbe),
+    /// Replication lag of a standby/replica (either engine).
+    ReplicationLag(ReplicationLagProbe),
 }
 
 impl ProbeSpec {
-    /// `http`, `tcp` or `dns`: a metric label.
+    /// `http`, `tcp`, `dns`, `postgres`, `mysql` or `replication_lag`: a metric label.
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
             ProbeSpec::Http(_) => "http",
             ProbeSpec::Tcp(_) => "tcp",
             ProbeSpec::Dns(_) => "dns",
+            ProbeSpec::Postgres(_) => "postgres",
+            ProbeSpec::Mysql(_) => "mysql",
+            ProbeSpec::ReplicationLag(_) => "replication_lag",
         }
     }
 }

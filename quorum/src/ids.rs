@@ -96,6 +96,20 @@ token_type!(
     CheckId, MAX_ID_LEN, id_byte, "ASCII letters, digits, '-', '_' and '.'"
 );
 token_type!(
+    /// A configured gate identifier: 1–64 bytes of `[A-Za-z0-9._-]`.
+    GateId, MAX_ID_LEN, id_byte, "ASCII letters, digits, '-', '_' and '.'"
+);
+token_type!(
+    /// A target of a gate (a region or endpoint that DNS can send traffic to): 1–64 bytes of
+    /// `[A-Za-z0-9._-]`.
+    TargetId, MAX_ID_LEN, id_byte, "ASCII letters, digits, '-', '_' and '.'"
+);
+token_type!(
+    /// A configured operator (a person or pipeline allowed to sign commands): 1–64 bytes of
+    /// `[A-Za-z0-9._-]`.
+    OperatorId, MAX_ID_LEN, id_byte, "ASCII letters, digits, '-', '_' and '.'"
+);
+token_type!(
     /// A low-cardinality reason code (`ok`, `timeout`, `connect_refused`, …): 1–32 bytes of
     /// `[a-z0-9_]`. It becomes a metric label, so it never carries free text.
     Reason, MAX_REASON_LEN, reason_byte, "lowercase ASCII letters, digits and '_'"

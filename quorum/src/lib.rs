@@ -16,6 +16,10 @@
 //! - [`tally`]: the majority count per check, with a verifiable [`Certificate`].
 //! - [`decision`]: the per-check hysteresis machine (fall/rise/hold-down).
 //! - [`engine`]: the book plus one decision machine per check — what the agent drives.
+//! - [`gate`]: the desired DNS state of a gate as a pure function of the decisions, behind
+//!   the safety rules (min serving, healthy target, RPO, velocity, failback, freeze).
+//! - [`operator`]: signed operator commands (freeze, unfreeze, approve, override) and their
+//!   validation on receipt.
 //!
 //! # Invariants
 //!
@@ -32,9 +36,11 @@ pub mod book;
 pub mod codec;
 pub mod decision;
 pub mod engine;
+pub mod gate;
 pub mod ids;
 pub mod membership;
 pub mod observation;
+pub mod operator;
 pub mod signed;
 pub mod tally;
 pub mod time;
@@ -43,9 +49,17 @@ pub use ballot::{Ballot, BallotError, ConfigDigest};
 pub use book::{Accepted, BallotBook, BookConfig, Rejection, VerifiedBallot};
 pub use decision::{After, DecisionMachine, DecisionPolicy, State, Transition};
 pub use engine::Engine;
-pub use ids::{AgentId, CheckId, IdError, Reason};
+pub use gate::{
+    evaluate, DesiredState, Evaluation, GateKind, GatePolicy, GateSpec, GateState, HoldReason,
+    Inputs, PlannedChange,
+};
+pub use ids::{AgentId, CheckId, GateId, IdError, OperatorId, Reason, TargetId};
 pub use membership::{Member, Membership, MembershipError};
 pub use observation::{Observation, Status};
+pub use operator::{
+    Action, CommandAccepted, CommandRejection, OperatorBook, OperatorCommand, SignedCommand,
+    VerifiedCommand,
+};
 pub use signed::{SignedBallot, SigningKey, VerifyingKey};
 pub use tally::{
     tally, tally_all, verify_certificate, CertError, Certificate, Outcome, Verdict,

@@ -8,3 +8,5 @@ mod support;
 mod ballots;
 mod cli;
 mod cluster;
+mod db;
+mod route53;

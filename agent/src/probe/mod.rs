@@ -20,24 +20,34 @@
 //! | `dns_refused` | the nameserver answered REFUSED |
 //! | `dns_empty` | the name exists but has no record of the asked type |
 //! | `dns_mismatch` | the answer set differs from the expected one; detail shows both |
-//! | `error` | the probe could not be run as configured (e.g. an invalid header) |
+//! | `error` | the probe could not be run as configured (e.g. an invalid header, an unreadable password file) |
+//!
+//! Database probes (`postgres`, `mysql`, `replication_lag`) add `auth`, `read_only`,
+//! `lock_timeout`, `disk_full`, `no_table`, `no_heartbeat` and `lag`; see [`db`].
 //!
 //! # Layout
 //! - [`http`], [`tcp`], [`dns`]: one module per kind, each a plain async function.
-//! - [`Prober`]: the shared state they need (agent identity, TLS config cache, DNS resolvers).
+//! - [`postgres`], [`mysql`]: database write path and replication lag; [`db`] what they share.
+//! - [`Prober`]: the shared state they need (agent identity, region, clock, TLS config cache,
+//!   DNS resolvers, one dedicated connection per database probe).
 
+pub mod db;
 pub mod dns;
 pub mod http;
+pub mod mysql;
+pub mod postgres;
 pub mod tcp;
 #[cfg(test)]
 mod test_support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::http::HeaderValue;
 use config::probe::ProbeSpec;
 use quorum::{AgentId, Reason};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::tls::ClientConfigCache;
 
 /// Longest detail kept, in bytes (matches `quorum::observation::MAX_DETAIL_LEN`).
@@ -51,6 +61,8 @@ pub struct ProbeOutcome {
     pub latency: Duration,
     /// Short human-readable detail, at most [`MAX_DETAIL_LEN`] bytes.
     pub detail: String,
+    /// Measured replication lag (`replication_lag` probes only), carried into the ballot.
+    pub lag_ms: Option<u64>,
 }
 
 impl ProbeOutcome {
@@ -77,7 +89,15 @@ impl ProbeOutcome {
             reason: Reason::from_static(reason),
             latency,
             detail,
+            lag_ms: None,
         }
+    }
+
+    /// Sets the measured replication lag.
+    #[must_use]
+    pub fn with_lag_ms(mut self, lag_ms: u64) -> Self {
+        self.lag_ms = Some(lag_ms);
+        self
     }
 }
 
@@ -99,6 +119,10 @@ pub struct Prober {
     agent_header: HeaderValue,
     tls: ClientConfigCache,
     resolvers: dns::ResolverCache,
+    /// This agent's region, written into database heartbeat rows.
+    region: String,
+    clock: SharedClock,
+    db: db::DbState,
 }
 
 impl Prober {
@@ -119,7 +143,25 @@ impl Prober {
             agent_header,
             tls: ClientConfigCache::new(),
             resolvers: dns::ResolverCache::default(),
+            region: String::new(),
+            clock: Arc::new(SystemClock::default()),
+            db: db::DbState::default(),
         }
+    }
+
+    /// The region written into database heartbeat rows (default: empty).
+    #[must_use]
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// The wall clock for heartbeat timestamps and replication lag (default: the system clock).
+    /// The agent passes its own, so a skewed test clock skews these too.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     #[must_use]
@@ -139,6 +181,12 @@ impl Prober {
             ProbeSpec::Http(p) => http::probe(self, p, timeout).await,
             ProbeSpec::Tcp(p) => tcp::probe(self, p, timeout).await,
             ProbeSpec::Dns(p) => dns::probe(self, p, timeout).await,
+            ProbeSpec::Postgres(p) => postgres::write(self, p, timeout).await,
+            ProbeSpec::Mysql(p) => mysql::write(self, p, timeout).await,
+            ProbeSpec::ReplicationLag(p) => match p.engine {
+                config::probe::DbEngine::Postgres => postgres::lag(self, p, timeout).await,
+                config::probe::DbEngine::Mysql => mysql::lag(self, p, timeout).await,
+            },
         }
     }
 }

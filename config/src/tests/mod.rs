@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod db;
 mod digest;
 mod layering;
 mod report;
@@ -182,7 +183,10 @@ fn shipped_example_parses() {
     assert_eq!(c.shared.members.len(), 3);
     assert_eq!(c.shared.membership.quorum(), 2);
     let kinds: Vec<_> = c.shared.checks.iter().map(|c| c.probe.kind()).collect();
-    assert_eq!(kinds, ["http", "tcp", "dns"]);
+    assert_eq!(
+        kinds,
+        ["http", "tcp", "dns", "postgres", "replication_lag", "mysql"]
+    );
     assert_eq!(c.local.control.len(), 2);
     assert_eq!(c.me().map(|m| m.id.as_str()), Some("use1"));
 }

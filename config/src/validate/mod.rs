@@ -7,6 +7,7 @@
 
 mod checks;
 mod cluster;
+mod db;
 mod local;
 mod probe;
 

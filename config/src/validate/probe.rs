@@ -1,7 +1,9 @@
-//! Probe tables (`http`, `tcp`, `dns`) of checks and control probes → [`ProbeSpec`].
+//! Probe tables (`http`, `tcp`, `dns`, and the database tables of [`db`]) of checks and control
+//! probes → [`ProbeSpec`].
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::db;
 use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::parse::{
@@ -9,7 +11,7 @@ use crate::parse::{
     or_default, required, server_name, socket_addr_or_ip,
 };
 use crate::probe::{
-    DnsProbe, DnsRecordType, DnsTransport, HttpProbe, ProbeSpec, TcpProbe, TlsVerify,
+    DbEngine, DnsProbe, DnsRecordType, DnsTransport, HttpProbe, ProbeSpec, TcpProbe, TlsVerify,
 };
 use crate::raw::{RawDns, RawDnsTransport, RawDnsType, RawHttp, RawProbes, RawTcp};
 
@@ -29,6 +31,9 @@ pub(super) fn probe(
         ("http", raw.http.is_some()),
         ("tcp", raw.tcp.is_some()),
         ("dns", raw.dns.is_some()),
+        ("postgres", raw.postgres.is_some()),
+        ("mysql", raw.mysql.is_some()),
+        ("replication_lag", raw.replication_lag.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -37,14 +42,14 @@ pub(super) fn probe(
         [_] => {}
         [] => {
             // A probe table that serde rejected outright is not "missing".
-            if !["http", "tcp", "dns"]
-                .iter()
-                .any(|k| report.has_error_at(&p.key(k)))
-            {
+            if !KINDS.iter().any(|k| report.has_error_at(&p.key(k))) {
                 report.error(
                     p,
                     "has no probe",
-                    format!("add exactly one of the tables [{table}.http], [{table}.tcp] or [{table}.dns]"),
+                    format!(
+                        "add exactly one of the tables [{table}.http], [{table}.tcp], [{table}.dns], \
+                         [{table}.postgres], [{table}.mysql] or [{table}.replication_lag]"
+                    ),
                 );
             }
             return None;
@@ -57,7 +62,7 @@ pub(super) fn probe(
                     many.len(),
                     many.join(", ")
                 ),
-                "keep exactly one of http, tcp, dns (use separate entries for more probes)",
+                "keep exactly one probe table (use separate entries for more probes)",
             );
             return None;
         }
@@ -66,12 +71,28 @@ pub(super) fn probe(
         http(h, timeout_ms, &p.key("http"), report).map(ProbeSpec::Http)
     } else if let Some(t) = raw.tcp {
         tcp(t, &p.key("tcp"), report).map(ProbeSpec::Tcp)
+    } else if let Some(d) = raw.dns {
+        dns(d, &p.key("dns"), report).map(ProbeSpec::Dns)
+    } else if let Some(d) = raw.postgres {
+        db::write(
+            d,
+            DbEngine::Postgres,
+            timeout_ms,
+            &p.key("postgres"),
+            report,
+        )
+        .map(ProbeSpec::Postgres)
+    } else if let Some(d) = raw.mysql {
+        db::write(d, DbEngine::Mysql, timeout_ms, &p.key("mysql"), report).map(ProbeSpec::Mysql)
     } else {
-        raw.dns
-            .and_then(|d| dns(d, &p.key("dns"), report))
-            .map(ProbeSpec::Dns)
+        raw.replication_lag
+            .and_then(|d| db::lag(d, timeout_ms, &p.key("replication_lag"), report))
+            .map(ProbeSpec::ReplicationLag)
     }
 }
+
+/// Every probe table's key.
+const KINDS: [&str; 6] = ["http", "tcp", "dns", "postgres", "mysql", "replication_lag"];
 
 fn http(
     raw: &RawHttp,

@@ -1,0 +1,276 @@
+//! A gate's own memory: what DNS says now, when it last changed, and what operators asked.
+//!
+//! The round is: [`evaluate`](super::evaluate) (pure) → the caller writes the planned change →
+//! [`GateState::commit`] once the write succeeded → [`GateState::observe`] with the same inputs
+//! and evaluation. Operator commands arrive in between through `freeze`, `unfreeze`,
+//! `approve` and `set_override` (see `operator::VerifiedCommand::apply_to`).
+
+use std::collections::VecDeque;
+
+use super::desired::DesiredState;
+use super::evaluate::{Authority, Evaluation, HoldReason, PlannedChange};
+use super::inputs::Inputs;
+use super::spec::{GateKind, GateSpec, StateError};
+use crate::decision::State;
+use crate::ids::{GateId, OperatorId, TargetId};
+use crate::time::UnixMillis;
+
+/// An operator's permission for a move the gate will not make on its own: a failover whose
+/// RPO is over the limit or unknown, or a failback when `auto_failback` is off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    /// The target that may become active.
+    pub to: TargetId,
+    pub by: OperatorId,
+    pub seq: u64,
+    /// An approval is for the situation at hand, not for days later.
+    pub expires_at: UnixMillis,
+}
+
+/// An operator's break-glass desired state, waiting to be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Override {
+    pub desired: DesiredState,
+    /// Also allow traffic to targets without quorum-healthy evidence. The change then carries
+    /// whatever certificates exist; the signed command is its justification.
+    pub force: bool,
+    pub by: OperatorId,
+    pub seq: u64,
+    /// A pending override not written by then is dropped (the gate stays frozen).
+    pub expires_at: UnixMillis,
+}
+
+/// Who froze the gate, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frozen {
+    pub by: OperatorId,
+    pub at: UnixMillis,
+}
+
+/// The standby's replication lag as last seen while the active target was still Healthy by
+/// quorum: once the active is lost this value stops moving, and it is the RPO of failing over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LagMemory {
+    pub target: TargetId,
+    /// `None`: the standby's lag was unknown at that moment.
+    pub lag_ms: Option<u64>,
+    pub at: UnixMillis,
+}
+
+/// Why a change cannot be committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    #[error("the change is for gate {0}")]
+    WrongGate(GateId),
+    #[error("the change's target state does not fit the gate: {0}")]
+    Shape(#[from] StateError),
+    #[error("the change starts from {planned_from}, but the gate is at {current}")]
+    Stale {
+        planned_from: DesiredState,
+        current: DesiredState,
+    },
+}
+
+/// One gate's state. See the module docs for the order of calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateState {
+    current: DesiredState,
+    /// Times of the latest changes, oldest first; at most `max_changes` are kept.
+    changes: VecDeque<UnixMillis>,
+    frozen: Option<Frozen>,
+    approval: Option<Approval>,
+    pending_override: Option<Override>,
+    standby_lag: Option<LagMemory>,
+    last_hold: Option<(HoldReason, UnixMillis)>,
+}
+
+impl GateState {
+    /// A gate whose DNS is in its normal state (primary active, normal weights).
+    #[must_use]
+    pub fn new(spec: &GateSpec) -> Self {
+        Self::from_parts(spec.normal_state())
+    }
+
+    /// A gate whose DNS was read back as `current` (e.g. from the fence and the records).
+    pub fn with_current(spec: &GateSpec, current: DesiredState) -> Result<Self, StateError> {
+        spec.check_shape(&current)?;
+        Ok(Self::from_parts(current))
+    }
+
+    fn from_parts(current: DesiredState) -> Self {
+        Self {
+            current,
+            changes: VecDeque::new(),
+            frozen: None,
+            approval: None,
+            pending_override: None,
+            standby_lag: None,
+            last_hold: None,
+        }
+    }
+
+    /// The DNS state as last written (or confirmed).
+    #[must_use]
+    pub fn current(&self) -> &DesiredState {
+        &self.current
+    }
+    /// Times of the latest changes, oldest first (enough of them for the velocity rule).
+    pub fn changes(&self) -> impl Iterator<Item = UnixMillis> + '_ {
+        self.changes.iter().copied()
+    }
+    #[must_use]
+    pub fn last_change(&self) -> Option<UnixMillis> {
+        self.changes.back().copied()
+    }
+    #[must_use]
+    pub fn frozen(&self) -> Option<&Frozen> {
+        self.frozen.as_ref()
+    }
+    #[must_use]
+    pub fn approval(&self) -> Option<&Approval> {
+        self.approval.as_ref()
+    }
+    #[must_use]
+    pub fn pending_override(&self) -> Option<&Override> {
+        self.pending_override.as_ref()
+    }
+    #[must_use]
+    pub fn standby_lag(&self) -> Option<&LagMemory> {
+        self.standby_lag.as_ref()
+    }
+    /// The current hold and since when it has lasted (for status and alerts).
+    #[must_use]
+    pub fn last_hold(&self) -> Option<&(HoldReason, UnixMillis)> {
+        self.last_hold.as_ref()
+    }
+
+    /// Stops automatic changes. A pending override is still written.
+    pub fn freeze(&mut self, by: OperatorId, now: UnixMillis) {
+        self.frozen = Some(Frozen { by, at: now });
+    }
+
+    /// Returns the gate to automatic control: clears the freeze and any pending override.
+    pub fn unfreeze(&mut self) {
+        self.frozen = None;
+        self.pending_override = None;
+    }
+
+    /// Records an approval (replacing an earlier one).
+    pub fn approve(&mut self, approval: Approval) {
+        self.approval = Some(approval);
+    }
+
+    /// Records a break-glass override and freezes the gate, so that once it is written
+    /// nothing automatic undoes it until an operator unfreezes.
+    pub fn set_override(&mut self, o: Override, now: UnixMillis) {
+        self.freeze(o.by.clone(), now);
+        self.pending_override = Some(o);
+    }
+
+    /// Records a change the caller has written (or, in dry-run, would have written).
+    pub fn commit(
+        &mut self,
+        spec: &GateSpec,
+        change: &PlannedChange,
+        now: UnixMillis,
+    ) -> Result<(), CommitError> {
+        if change.gate != *spec.id() {
+            return Err(CommitError::WrongGate(change.gate.clone()));
+        }
+        spec.check_shape(&change.to)?;
+        if change.from != self.current {
+            return Err(CommitError::Stale {
+                planned_from: change.from.clone(),
+                current: self.current.clone(),
+            });
+        }
+        let active_changed = active(&change.from) != active(&change.to);
+        self.current = change.to.clone();
+        self.changes.push_back(now);
+        let keep = usize::try_from(spec.policy().max_changes).unwrap_or(usize::MAX);
+        while self.changes.len() > keep {
+            self.changes.pop_front();
+        }
+        if matches!(change.authority, Authority::Override { .. }) {
+            self.pending_override = None;
+        }
+        // An approval is spent once its target is active, whoever made it so.
+        if self
+            .approval
+            .as_ref()
+            .is_some_and(|a| active(&self.current) == Some(&a.to))
+        {
+            self.approval = None;
+        }
+        if active_changed {
+            self.standby_lag = None;
+        }
+        Ok(())
+    }
+
+    /// Ends a round: remembers the standby's lag while the active target is Healthy by
+    /// quorum, records the hold (and since when), and drops expired operator requests.
+    pub fn observe(
+        &mut self,
+        spec: &GateSpec,
+        inputs: &Inputs,
+        eval: &Evaluation,
+        now: UnixMillis,
+    ) {
+        self.remember_lag(spec, inputs, now);
+        self.last_hold = match (eval, self.last_hold.take()) {
+            (Evaluation::Hold(r), Some((prev, since))) if prev.code() == r.code() => {
+                Some((r.clone(), since))
+            }
+            (Evaluation::Hold(r), _) => Some((r.clone(), now)),
+            (Evaluation::Change(_), _) => None,
+        };
+        if self.approval.as_ref().is_some_and(|a| now > a.expires_at) {
+            self.approval = None;
+        }
+        if self
+            .pending_override
+            .as_ref()
+            .is_some_and(|o| now > o.expires_at)
+        {
+            self.pending_override = None;
+        }
+    }
+
+    fn remember_lag(&mut self, spec: &GateSpec, inputs: &Inputs, now: UnixMillis) {
+        let GateKind::Failover { primary, secondary } = spec.kind() else {
+            return;
+        };
+        if spec.policy().max_rpo_ms.is_none() {
+            return;
+        }
+        let (act, standby) = match active(&self.current) {
+            Some(a) if *a == secondary.id => (secondary, primary),
+            _ => (primary, secondary),
+        };
+        let active_healthy = inputs
+            .get(&act.check)
+            .and_then(|i| i.evidence(&act.check, State::Healthy))
+            .is_some();
+        if active_healthy {
+            let lag_ms = standby
+                .lag_check
+                .as_ref()
+                .and_then(|c| inputs.get(c))
+                .and_then(|i| i.lag_ms);
+            self.standby_lag = Some(LagMemory {
+                target: standby.id.clone(),
+                lag_ms,
+                at: now,
+            });
+        }
+    }
+}
+
+/// The active target of a failover state.
+pub(crate) fn active(state: &DesiredState) -> Option<&TargetId> {
+    match state {
+        DesiredState::Failover { active } => Some(active),
+        DesiredState::Weighted { .. } => None,
+    }
+}

@@ -1,0 +1,232 @@
+//! One strict Route 53 emulator process per test (tests/fixtures/moto_strict.py), on a free
+//! loopback port it picks itself, plus helpers for its admin endpoints.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorumgate::net;
+use quorumgate::route53::{RateLimiter, RetryPolicy, SdkOptions, SdkRoute53, StaticCredentials};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+/// Where scripts/test-deps.sh puts the emulator's Python (overridable with `QG_MOTO_PYTHON`).
+pub fn moto_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("QG_MOTO_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let deps = std::env::var_os("QG_DEPS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/quorumgate")
+        });
+    deps.join("moto-venv/bin/python")
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/moto_strict.py")
+}
+
+/// One request as the fixture logged it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub t_ms: u64,
+    pub op: String,
+    /// `ok` (forwarded to moto) or the fault kind.
+    pub outcome: String,
+    /// HTTP status (-1: stalled, never answered).
+    pub status: i64,
+}
+
+/// A running emulator; killed when dropped (and it exits by itself when our stdin pipe closes).
+pub struct Emulator {
+    pub url: String,
+    child: Child,
+    _stdin: ChildStdin,
+}
+
+impl Emulator {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(args: &[&str]) -> Self {
+        let python = moto_python();
+        assert!(
+            python.exists(),
+            "the Route 53 emulator's Python is missing at {}: run `bash scripts/test-deps.sh` \
+             (or point QG_MOTO_PYTHON at a Python with moto[server]==5.2.5)",
+            python.display()
+        );
+        let mut child = Command::new(&python)
+            .arg(fixture())
+            .args(["--port", "0", "--max-lifetime-s", "600"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", python.display()));
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("emulator did not report its port within 30 s")
+            .expect("reading emulator stdout")
+            .expect("emulator exited before listening");
+        let port: u16 = line
+            .strip_prefix("LISTENING ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from the emulator: {line:?}"));
+        let emulator = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            _stdin: stdin,
+        };
+        for _ in 0..100 {
+            if emulator.admin(http::Method::GET, "/_health", "").await.0 == 200 {
+                return emulator;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("emulator on port {port} never answered /_health");
+    }
+
+    /// An admin call: (status, body).
+    pub async fn admin(&self, method: http::Method, path: &str, body: &str) -> (u16, String) {
+        let req = net::Request {
+            url: format!("{}{path}", self.url).parse().expect("url"),
+            method,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            )],
+            host: None,
+            server_name: None,
+            body: Bytes::from(body.to_owned()),
+            tls: None,
+            max_body_bytes: 64 * 1024 * 1024,
+        };
+        match net::send(&req, Duration::from_secs(10)).await {
+            Ok(r) => (
+                r.status.as_u16(),
+                String::from_utf8_lossy(&r.body).into_owned(),
+            ),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    /// Queues a fault plan (see the fixture's docstring).
+    pub async fn fault(&self, plan: Value) {
+        let (status, body) = self
+            .admin(http::Method::POST, "/_fault", &plan.to_string())
+            .await;
+        assert_eq!(status, 200, "queueing fault {plan}: {body}");
+    }
+
+    /// Drops queued faults and releases stalled requests.
+    pub async fn clear_faults(&self) {
+        let (status, body) = self.admin(http::Method::DELETE, "/_fault", "").await;
+        assert_eq!(status, 200, "clearing faults: {body}");
+    }
+
+    /// The fixture's request log and the number of requests stalled right now.
+    pub async fn stats(&self) -> (Vec<Logged>, u64) {
+        let (status, body) = self.admin(http::Method::GET, "/_stats", "").await;
+        assert_eq!(status, 200, "stats: {body}");
+        let v: Value = serde_json::from_str(&body).expect("stats json");
+        let requests = v["requests"]
+            .as_array()
+            .expect("requests")
+            .iter()
+            .map(|r| Logged {
+                t_ms: r["t_ms"].as_u64().unwrap_or(0),
+                op: r["op"].as_str().unwrap_or("").to_owned(),
+                outcome: r["outcome"].as_str().unwrap_or("").to_owned(),
+                status: r["status"].as_i64().unwrap_or(0),
+            })
+            .collect();
+        (requests, v["stalled_now"].as_u64().unwrap_or(0))
+    }
+
+    pub async fn requests(&self, op: &str) -> Vec<Logged> {
+        self.stats()
+            .await
+            .0
+            .into_iter()
+            .filter(|r| r.op == op)
+            .collect()
+    }
+
+    pub async fn reset_stats(&self) {
+        let (status, _) = self.admin(http::Method::DELETE, "/_stats", "").await;
+        assert_eq!(status, 200);
+    }
+
+    /// Options for a client of this emulator: short timeouts, quick retries, its own limiter.
+    pub fn options(&self) -> SdkOptions {
+        SdkOptions {
+            endpoint_url: Some(self.url.clone()),
+            region: Some("us-east-1".into()),
+            static_credentials: Some(StaticCredentials {
+                access_key_id: "testing".into(),
+                secret_access_key: "testing".into(),
+            }),
+            connect_timeout: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(5),
+            retry: RetryPolicy {
+                max_attempts: 20,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(800),
+                deadline: Duration::from_secs(60),
+            },
+            limiter: Arc::new(RateLimiter::route53_default()),
+            jitter_seed: Some(1),
+        }
+    }
+
+    pub async fn client(&self) -> SdkRoute53 {
+        SdkRoute53::load(self.options()).await
+    }
+
+    /// Creates a hosted zone (directly through the SDK) and returns its id.
+    pub async fn create_zone(&self, name: &str) -> String {
+        let api = self.client().await;
+        let out = api
+            .client()
+            .create_hosted_zone()
+            .name(name)
+            .caller_reference(format!("test-{name}"))
+            .send()
+            .await
+            .expect("create hosted zone");
+        let id = out.hosted_zone().expect("zone").id();
+        id.trim_start_matches("/hostedzone/").to_owned()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The largest number of logged requests that started within any `window_ms`.
+pub fn max_in_window(log: &[Logged], window_ms: u64) -> usize {
+    let mut times: Vec<u64> = log.iter().map(|r| r.t_ms).collect();
+    times.sort_unstable();
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|&&t| t < times[i] + window_ms)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
