@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use config::Config;
 use url::Url;
@@ -201,16 +200,7 @@ pub async fn fetch_status(
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
 ) -> anyhow::Result<Status> {
-    let req = net::Request {
-        url: base.join("v1/status")?,
-        method: http::Method::GET,
-        headers: Vec::new(),
-        host: None,
-        server_name: None,
-        body: Bytes::new(),
-        tls: Some(tls),
-        max_body_bytes: 64 * 1024 * 1024,
-    };
+    let req = net::Request::get(base.join("v1/status")?, Some(tls), 64 * 1024 * 1024);
     let resp = net::send(&req, timeout)
         .await
         .map_err(|e| anyhow::anyhow!("{base}: {e}"))?;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use tokio::process::Child;
 use tokio::time::Instant;
 
@@ -218,16 +217,7 @@ impl Cluster {
                 codes.push(0);
                 continue;
             };
-            let req = net::Request {
-                url,
-                method: http::Method::GET,
-                headers: Vec::new(),
-                host: None,
-                server_name: None,
-                body: Bytes::new(),
-                tls: Some(Arc::clone(&self.tls)),
-                max_body_bytes: 4096,
-            };
+            let req = net::Request::get(url, Some(Arc::clone(&self.tls)), 4096);
             codes.push(
                 net::send(&req, self.round)
                     .await

@@ -44,6 +44,31 @@ pub struct Request {
     pub max_body_bytes: usize,
 }
 
+impl Request {
+    /// A `GET` with no extra headers or overrides, reading at most `max_body_bytes`.
+    #[must_use]
+    pub fn get(url: Url, tls: Option<Arc<rustls::ClientConfig>>, max_body_bytes: usize) -> Self {
+        Self {
+            url,
+            method: Method::GET,
+            headers: Vec::new(),
+            host: None,
+            server_name: None,
+            body: Bytes::new(),
+            tls,
+            max_body_bytes,
+        }
+    }
+
+    /// The same request with another method and body.
+    #[must_use]
+    pub fn with_body(mut self, method: Method, body: Bytes) -> Self {
+        self.method = method;
+        self.body = body;
+        self
+    }
+}
+
 /// What came back.
 #[derive(Debug, Clone)]
 pub struct Response {

@@ -318,17 +318,13 @@ impl Node {
             }
             Ok(Accepted::Duplicate) => {}
             Err(rejection) => {
-                let reason = rejection.reason();
-                metrics::counter!(t::BALLOTS_REJECTED, "reason" => reason).increment(1);
-                *self.rejected.entry(reason).or_default() += 1;
-                self.last_rejection = Some(format!("{reason}: {rejection} (from {source})"));
-                tracing::info!(reason, %rejection, source, "ballot rejected");
+                self.reject_transport(rejection.reason(), format!("{rejection} (from {source})"));
             }
         }
         result
     }
 
-    /// Counts a ballot refused before it could be parsed (e.g. an oversized HTTP body).
+    /// Counts a refused ballot: by the book, or before parsing (e.g. an oversized HTTP body).
     pub fn reject_transport(&mut self, reason: &'static str, detail: String) {
         metrics::counter!(t::BALLOTS_REJECTED, "reason" => reason).increment(1);
         *self.rejected.entry(reason).or_default() += 1;

@@ -251,16 +251,8 @@ async fn mutual_tls_cluster_decides_and_refuses_clients_without_a_certificate() 
     // A client that trusts the CA but presents no certificate is refused.
     let ca = c.spec.dir.join("ca.pem");
     let anonymous = quorumgate::tls::client_config(Some(&ca), None).expect("client config");
-    let req = quorumgate::net::Request {
-        url: c.written.agents[0].url.join("v1/status").expect("url"),
-        method: http::Method::GET,
-        headers: Vec::new(),
-        host: None,
-        server_name: None,
-        body: bytes::Bytes::new(),
-        tls: Some(anonymous),
-        max_body_bytes: 1024,
-    };
+    let url = c.written.agents[0].url.join("v1/status").expect("url");
+    let req = quorumgate::net::Request::get(url, Some(anonymous), 1024);
     let result = quorumgate::net::send(&req, Duration::from_secs(3)).await;
     assert!(
         result.is_err(),
@@ -270,15 +262,9 @@ async fn mutual_tls_cluster_decides_and_refuses_clients_without_a_certificate() 
 
     // Route 53 has no client certificate: it uses the public health listener, which serves
     // health answers and nothing else.
-    let get = |path: &str| quorumgate::net::Request {
-        url: format!("http://{public}{path}").parse().expect("url"),
-        method: http::Method::GET,
-        headers: Vec::new(),
-        host: None,
-        server_name: None,
-        body: bytes::Bytes::new(),
-        tls: None,
-        max_body_bytes: 4096,
+    let get = |path: &str| {
+        let url = format!("http://{public}{path}").parse().expect("url");
+        quorumgate::net::Request::get(url, None, 4096)
     };
     let health = quorumgate::net::send(&get("/v1/health/app"), Duration::from_secs(3))
         .await

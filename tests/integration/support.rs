@@ -99,16 +99,10 @@ impl TestCluster {
         path: &str,
         body: Vec<u8>,
     ) -> Option<(u16, Bytes)> {
-        let req = net::Request {
-            url: self.written.agents[i].url.join(path).ok()?,
-            method,
-            headers: Vec::new(),
-            host: None,
-            server_name: None,
-            body: Bytes::from(body),
-            tls: Some(Arc::clone(&self.written.client_tls)),
-            max_body_bytes: 16 * 1024 * 1024,
-        };
+        let url = self.written.agents[i].url.join(path).ok()?;
+        let tls = Some(Arc::clone(&self.written.client_tls));
+        let req =
+            net::Request::get(url, tls, 16 * 1024 * 1024).with_body(method, Bytes::from(body));
         net::send(&req, Duration::from_secs(3))
             .await
             .ok()

@@ -204,16 +204,8 @@ log_level = "debug"
 }
 
 async fn get(base: &str, path: &str) -> Option<Bytes> {
-    let req = net::Request {
-        url: url::Url::parse(base).ok()?.join(path).ok()?,
-        method: http::Method::GET,
-        headers: Vec::new(),
-        host: None,
-        server_name: None,
-        body: Bytes::new(),
-        tls: Some(Arc::clone(&client_tls())),
-        max_body_bytes: 16 * 1024 * 1024,
-    };
+    let url = url::Url::parse(base).ok()?.join(path).ok()?;
+    let req = net::Request::get(url, Some(Arc::clone(&client_tls())), 16 * 1024 * 1024);
     let resp = net::send(&req, Duration::from_secs(3)).await.ok()?;
     (resp.status.as_u16() == 200).then_some(resp.body)
 }
