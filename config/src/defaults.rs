@@ -10,6 +10,7 @@ pub(crate) const BALLOT_VALID_FOR: &str = "15s";
 pub(crate) const MAX_CLOCK_SKEW: &str = "2s";
 pub(crate) const MAX_BALLOT_BYTES: u64 = 4 * 1024 * 1024;
 pub(crate) const PEER_TIMEOUT: &str = "1s";
+pub(crate) const OPERATOR_MAX_VALID_FOR: &str = "1h";
 
 // [[checks]]
 pub(crate) const CHECK_INTERVAL: &str = "5s";
@@ -17,6 +18,16 @@ pub(crate) const CHECK_TIMEOUT: &str = "2s";
 pub(crate) const FALL_AFTER_ROUNDS: u32 = 3;
 pub(crate) const RISE_AFTER_ROUNDS: u32 = 5;
 pub(crate) const HOLD_DOWN: &str = "30s";
+
+// [[gates]] (the policy defaults are `quorum::gate::GatePolicy::default()`'s)
+pub(crate) const GATE_TTL: u64 = 60;
+pub(crate) const GATE_MIN_SERVING: u64 = 1;
+pub(crate) const GATE_MAX_CHANGES: u64 = 3;
+pub(crate) const GATE_WINDOW: &str = "1h";
+pub(crate) const GATE_WAIT_PERIOD: &str = "5s";
+pub(crate) const GATE_WRITER_STAGGER: &str = "2s";
+pub(crate) const HEALTH_CHECK_INTERVAL: u64 = 10;
+pub(crate) const HEALTH_CHECK_FAILURE_THRESHOLD: u64 = 2;
 
 // probes
 pub(crate) const HTTP_METHOD: &str = "GET";
@@ -34,6 +45,13 @@ pub(crate) const PROBE_CONCURRENCY: u64 = 64;
 pub(crate) const CONTROL_FAILURES_TO_ABSTAIN: u64 = 1;
 pub(crate) const CONTROL_TIMEOUT: &str = "2s";
 
+// [local.route53]
+pub(crate) const ROUTE53_CONNECT_TIMEOUT: &str = "3s";
+pub(crate) const ROUTE53_ATTEMPT_TIMEOUT: &str = "10s";
+pub(crate) const ROUTE53_OPERATION_TIMEOUT: &str = "60s";
+pub(crate) const ROUTE53_MAX_REQUESTS_PER_SECOND: u64 = 4;
+pub(crate) const ROUTE53_INSYNC_TIMEOUT: &str = "2m";
+
 // limits
 /// Hard upper bound of `cluster.max_ballot_bytes`.
 pub(crate) const MAX_BALLOT_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
@@ -41,3 +59,13 @@ pub(crate) const MAX_BALLOT_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 pub(crate) const MAX_BODY_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 /// Upper bound of `local.probe_concurrency`.
 pub(crate) const PROBE_CONCURRENCY_LIMIT: u64 = 65_536;
+/// Upper bound of `cluster.operator_max_valid_for` (24 h).
+pub(crate) const OPERATOR_MAX_VALID_FOR_LIMIT_MS: u64 = 24 * 3_600_000;
+/// Upper bound of a gate's `ttl`: Route 53's (2^31 - 1 seconds).
+pub(crate) const TTL_LIMIT: u64 = 2_147_483_647;
+/// Route 53's per-account API limit, requests per second.
+pub(crate) const ROUTE53_MAX_REQUESTS_PER_SECOND_LIMIT: u64 = 5;
+/// Children of one CALCULATED health check (one per member on a data-plane gate).
+pub(crate) const CALCULATED_CHILDREN_LIMIT: usize = 255;
+/// Fewest distinct Route 53 checker regions when any are listed.
+pub(crate) const MIN_HEALTH_CHECK_REGIONS: usize = 3;

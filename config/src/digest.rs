@@ -12,12 +12,22 @@
 //! hex of their 32 bytes, URLs as parsed, HTTP status and DNS answer lists as sorted sets.
 //! A setting that is unset (`None`) emits no line, so a later version that adds an optional
 //! setting keeps the digest of configs that don't use it (agents can be upgraded one by one).
+//! For the same reason `cluster.operator_max_valid_for_ms` is emitted only when `[[operators]]`
+//! exist: without operators no command is ever accepted, so the bound means nothing, and a
+//! config written before operators existed keeps its digest.
+//!
+//! Gates are named by id and their targets by target id (`gates[app].targets[use1].check`);
+//! a target's literal answers, like the checker regions, are sorted sets (an answer's order
+//! means nothing to DNS). A failover target's line says its role, a weighted one's its weight.
 
+use quorum::gate::{GateKind, Target};
 use quorum::{After, ConfigDigest};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::model::{CheckConfig, MemberConfig, SharedConfig};
+use crate::model::{
+    CheckConfig, GateConfig, MemberConfig, OperatorConfig, RecordAnswer, SharedConfig,
+};
 use crate::probe::{DbConnection, DnsRecordType, DnsTransport, ProbeSpec, TlsVerify};
 
 const DOMAIN: &str = "quorumgate-config-digest-v1";
@@ -50,6 +60,18 @@ pub(crate) fn canonical_lines(shared: &SharedConfig) -> Vec<String> {
     for check in &shared.checks {
         self::check(&mut c, check);
     }
+    for g in &shared.gates {
+        gate(&mut c, g);
+    }
+    if !shared.operators.is_empty() {
+        c.put(
+            "cluster.operator_max_valid_for_ms",
+            k.operator_max_valid_for_ms,
+        );
+    }
+    for o in &shared.operators {
+        operator(&mut c, o);
+    }
     let mut lines = c.0;
     lines.sort();
     lines.insert(0, DOMAIN.to_owned());
@@ -64,6 +86,95 @@ fn member(c: &mut Canon, m: &MemberConfig) {
         &format!("{p}.public_key"),
         hex::encode(m.public_key.as_bytes()),
     );
+    c.opt(
+        &format!("{p}.health_url"),
+        m.health_url.as_ref().map(url::Url::as_str),
+    );
+}
+
+fn operator(c: &mut Canon, o: &OperatorConfig) {
+    c.put(
+        &format!("operators[{}].public_key", o.id),
+        hex::encode(o.public_key.as_bytes()),
+    );
+}
+
+fn gate(c: &mut Canon, g: &GateConfig) {
+    let p = format!("gates[{}]", g.spec.id());
+    c.put(&format!("{p}.plane"), g.plane.as_str());
+    c.put(&format!("{p}.mode"), g.spec.mode().as_str());
+    c.put(&format!("{p}.zone_id"), &g.zone_id);
+    c.put(&format!("{p}.zone"), &g.zone_name);
+    c.put(&format!("{p}.record"), &g.record_name);
+    c.put(&format!("{p}.type"), &g.record_type);
+    c.put(&format!("{p}.ttl_s"), g.ttl_s);
+    let policy = g.spec.policy();
+    c.put(&format!("{p}.min_serving"), policy.min_serving);
+    c.put(&format!("{p}.max_changes"), policy.max_changes);
+    c.put(&format!("{p}.window_ms"), policy.window_ms);
+    c.put(&format!("{p}.wait_period_ms"), policy.wait_period_ms);
+    c.put(&format!("{p}.auto_failback"), policy.auto_failback);
+    c.opt(&format!("{p}.max_rpo_ms"), policy.max_rpo_ms);
+    c.put(&format!("{p}.writer_stagger_ms"), g.writer_stagger_ms);
+    let hc = &g.health_checks;
+    c.put(
+        &format!("{p}.health_check.interval_s"),
+        hc.request_interval_s,
+    );
+    c.put(
+        &format!("{p}.health_check.failure_threshold"),
+        hc.failure_threshold,
+    );
+    c.put(&format!("{p}.health_check.regions"), sorted(&hc.regions));
+    let kind = match g.spec.kind() {
+        GateKind::Failover { primary, secondary } => {
+            target(c, &p, primary, "role", "primary");
+            target(c, &p, secondary, "role", "secondary");
+            "failover"
+        }
+        GateKind::Weighted { targets } => {
+            for w in targets {
+                target(c, &p, &w.target, "weight", w.weight);
+            }
+            "weighted"
+        }
+    };
+    c.put(&format!("{p}.kind"), kind);
+    for t in &g.targets {
+        let tp = format!("{p}.targets[{}]", t.id);
+        match &t.answer {
+            RecordAnswer::Values(v) => c.put(&format!("{tp}.values"), sorted(v)),
+            RecordAnswer::Alias {
+                hosted_zone_id,
+                dns_name,
+                evaluate_target_health,
+            } => {
+                c.put(&format!("{tp}.alias.zone_id"), hosted_zone_id);
+                c.put(&format!("{tp}.alias.name"), dns_name);
+                c.put(
+                    &format!("{tp}.alias.evaluate_target_health"),
+                    evaluate_target_health,
+                );
+            }
+        }
+    }
+}
+
+/// A target's spec lines; `slot` is its role (failover) or weight (weighted).
+fn target(c: &mut Canon, gate: &str, t: &Target, slot: &str, value: impl Serialize) {
+    let tp = format!("{gate}.targets[{}]", t.id);
+    c.put(&format!("{tp}.check"), t.check.as_str());
+    c.opt(
+        &format!("{tp}.lag_check"),
+        t.lag_check.as_ref().map(quorum::CheckId::as_str),
+    );
+    c.put(&format!("{tp}.{slot}"), value);
+}
+
+fn sorted(items: &[String]) -> Vec<&str> {
+    let mut v: Vec<&str> = items.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v
 }
 
 fn check(c: &mut Canon, ch: &CheckConfig) {

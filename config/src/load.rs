@@ -81,6 +81,10 @@ impl Config {
             if let Some(var) = env_var_of(&figment, &value, path) {
                 e.problem
                     .push_str(&format!(" (set by environment variable {var})"));
+                // `QUORUMGATE_GATES__0__MODE` makes a table that replaces the whole array.
+                if e.problem.starts_with("expected an array, found map") {
+                    e.fix = format!("an array of tables can only be written in the config file: unset the {var}{ENV_SEPARATOR}… variables and edit the file");
+                }
             }
         });
         let (mut errors, warnings) = report.into_parts();

@@ -54,6 +54,10 @@ pub struct SharedConfig {
     pub membership: Membership,
     /// In file order.
     pub checks: Vec<CheckConfig>,
+    /// In file order; ids unique.
+    pub gates: Vec<GateConfig>,
+    /// In file order; ids and keys unique.
+    pub operators: Vec<OperatorConfig>,
 }
 
 /// `[cluster]`: protocol timing and limits.
@@ -72,6 +76,9 @@ pub struct ClusterSettings {
     pub peer_timeout_ms: u64,
     /// The operator acknowledged a 1- or 2-member (non-fault-tolerant) setup.
     pub allow_single_member: bool,
+    /// Longest `valid_for` an operator command may carry (bounds how long an approval or a
+    /// pending override lingers).
+    pub operator_max_valid_for_ms: u64,
 }
 
 /// `[[members]]`: one agent of the quorum.
@@ -82,6 +89,9 @@ pub struct MemberConfig {
     /// Peer base URL (http or https), e.g. `https://use1.internal:9443/`.
     pub url: Url,
     pub public_key: VerifyingKey,
+    /// The public base URL Route 53's health checkers use for this agent (its health
+    /// listener), e.g. `https://use1.example.com:8443/`. Required by data-plane gates.
+    pub health_url: Option<Url>,
 }
 
 /// `[[checks]]`: one thing the quorum decides on.
@@ -122,6 +132,8 @@ pub struct LocalConfig {
     pub peer_tls: PeerTls,
     /// Probes of this agent's own network (abstention). May be empty (with a warning).
     pub control: Vec<ControlProbe>,
+    /// How this agent reaches the Route 53 API (control-plane gates, `plan`, `provision`).
+    pub route53: Route53Local,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,4 +176,117 @@ pub struct ControlProbe {
     pub id: String,
     pub timeout_ms: u64,
     pub probe: ProbeSpec,
+}
+
+/// `[[operators]]`: a person (or break-glass role) allowed to sign `freeze`, `unfreeze`,
+/// `approve` and `override` commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorConfig {
+    pub id: quorum::OperatorId,
+    pub public_key: VerifyingKey,
+}
+
+/// Which Route 53 plane a gate uses (DESIGN §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Plane {
+    /// `provision` creates one HTTPS string-match health check per agent and check, one
+    /// CALCULATED check per check, and records that carry them; failover needs no API call.
+    Data,
+    /// The agents rewrite the records themselves, through the fence, within the safety rules.
+    Control,
+}
+
+impl Plane {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plane::Data => "data",
+            Plane::Control => "control",
+        }
+    }
+}
+
+/// What a target's record answers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RecordAnswer {
+    /// Literal values (`A`/`AAAA` addresses, a `CNAME` target, …), in file order; with the
+    /// gate's TTL.
+    Values(Vec<String>),
+    /// A Route 53 alias (no TTL).
+    Alias {
+        hosted_zone_id: String,
+        dns_name: String,
+        evaluate_target_health: bool,
+    },
+}
+
+/// `[[gates.targets]]`: where one target's traffic goes in DNS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateTargetConfig {
+    pub id: quorum::TargetId,
+    pub answer: RecordAnswer,
+}
+
+/// Route 53 health checks created by `provision` for a data-plane gate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheckSettings {
+    /// 10 (fast) or 30 seconds.
+    pub request_interval_s: u32,
+    /// 1..=10 consecutive checker results before Route 53 changes the status.
+    pub failure_threshold: u32,
+    /// Checker regions (Route 53 region codes); empty: Route 53's default set.
+    pub regions: Vec<String>,
+}
+
+/// `[[gates]]`: one gate (DESIGN §5): which checks move which records, and its safety rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateConfig {
+    /// Id, kind (targets, their checks and lag checks), policy (`min_serving`, velocity,
+    /// `auto_failback`, `max_rpo`) and mode (live / dry-run). `spec.id()` is one DNS label.
+    pub spec: quorum::GateSpec,
+    pub plane: Plane,
+    /// Hosted zone id without the `/hostedzone/` prefix, e.g. `Z0123456789ABC`.
+    pub zone_id: String,
+    /// The zone's name, lower case, with the trailing dot: `example.com.`.
+    pub zone_name: String,
+    /// The record the gate manages, lower case, with the trailing dot, inside the zone.
+    pub record_name: String,
+    /// `A`, `AAAA` or `CNAME`.
+    pub record_type: String,
+    /// TTL of value records (aliases have none).
+    pub ttl_s: u32,
+    /// One per target of `spec`, in `spec`'s target order.
+    pub targets: Vec<GateTargetConfig>,
+    /// Control plane: a writer of rank r waits r × this before trying to write, so the
+    /// preferred writer goes first.
+    pub writer_stagger_ms: u64,
+    /// Data plane: the health checks `provision` creates.
+    pub health_checks: HealthCheckSettings,
+}
+
+impl GateConfig {
+    /// The target config with this id.
+    #[must_use]
+    pub fn target(&self, id: &quorum::TargetId) -> Option<&GateTargetConfig> {
+        self.targets.iter().find(|t| &t.id == id)
+    }
+}
+
+/// `[local.route53]`: how this agent reaches the Route 53 API. Credentials come from the
+/// standard AWS chain (environment, profile, instance/task role); outside the digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route53Local {
+    /// Endpoint override (an emulator); `None`: the SDK's endpoint resolution.
+    pub endpoint_url: Option<Url>,
+    /// `None`: the standard region chain, else us-east-1 (Route 53's control plane).
+    pub region: Option<String>,
+    pub connect_timeout_ms: u64,
+    /// One request and its response.
+    pub attempt_timeout_ms: u64,
+    /// One call, retries included.
+    pub operation_timeout_ms: u64,
+    /// The shared token bucket's rate, 1..=5 (Route 53's per-account limit is 5).
+    pub max_requests_per_second: u32,
+    /// How long to poll GetChange for INSYNC after a write (0: do not wait).
+    pub insync_timeout_ms: u64,
 }

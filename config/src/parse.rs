@@ -76,6 +76,20 @@ pub(crate) fn duration_or(
     duration_ms(&text, path, report)
 }
 
+/// Like [`duration_or`], but `"0s"` is allowed (a setting where zero means "don't").
+pub(crate) fn duration_or_zero(
+    raw: Option<&Dur>,
+    default: &str,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<u64> {
+    let text = or_default(raw.map(|d| &d.0), default.to_owned(), path, report)?;
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Some(0),
+        _ => duration_ms(&text, path, report),
+    }
+}
+
 /// `5000` → `5s`, for messages.
 pub(crate) fn fmt_ms(ms: u64) -> String {
     humantime::format_duration(Duration::from_millis(ms)).to_string()
@@ -159,10 +173,32 @@ pub(crate) fn http_url(
     report: &mut Report,
 ) -> Option<Url> {
     let example = if base {
-        "\"https://use1.internal:9443\""
+        "https://use1.internal:9443"
     } else {
-        "\"https://app.internal/healthz\""
+        "https://app.internal/healthz"
     };
+    url_like(raw, base, example, path, report)
+}
+
+/// A base URL (`http`/`https`, a host, no credentials, no query or fragment) with an example
+/// of its own for the fix.
+pub(crate) fn base_url(
+    raw: &str,
+    example: &str,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<Url> {
+    url_like(raw, true, example, path, report)
+}
+
+fn url_like(
+    raw: &str,
+    base: bool,
+    example: &str,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<Url> {
+    let example = format!("{example:?}");
     let url = match Url::parse(raw.trim()) {
         Ok(u) => u,
         Err(e) => {
@@ -181,7 +217,7 @@ pub(crate) fn http_url(
     } else if !url.username().is_empty() || url.password().is_some() {
         Some("must not contain credentials".to_owned())
     } else if base && (url.query().is_some() || url.fragment().is_some()) {
-        Some("a peer base URL must not have a query or fragment".to_owned())
+        Some("a base URL must not have a query or fragment".to_owned())
     } else {
         None
     };
@@ -266,6 +302,73 @@ pub(crate) fn is_dns_name(s: &str) -> bool {
         })
 }
 
+/// A DNS name as Route 53 writes it: lower case, with the trailing dot (`app.example.com.`).
+pub(crate) fn dns_name(
+    raw: &str,
+    example: &str,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<String> {
+    if !is_dns_name(raw) {
+        report.error(
+            path,
+            format!("{raw:?} is not a DNS name"),
+            format!("write a name like \"{example}\" (letters, digits, '-' and '_' in dot-separated labels)"),
+        );
+        return None;
+    }
+    let lower = raw.to_ascii_lowercase();
+    Some(if lower.ends_with('.') {
+        lower
+    } else {
+        format!("{lower}.")
+    })
+}
+
+/// One DNS label of `[a-z0-9-]`, 1-63 long, not starting or ending with '-'.
+pub(crate) fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A Route 53 hosted zone id; the `/hostedzone/` prefix the API returns is accepted and dropped.
+pub(crate) fn hosted_zone_id(raw: &str, path: &FieldPath, report: &mut Report) -> Option<String> {
+    let id = raw.strip_prefix("/hostedzone/").unwrap_or(raw);
+    let ok = !id.is_empty()
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if ok {
+        Some(id.to_owned())
+    } else {
+        report.error(
+            path,
+            format!("{raw:?} is not a Route 53 hosted zone id"),
+            "write the zone's id as Route 53 shows it: upper-case letters and digits, e.g. \"Z0123456789ABC\"",
+        );
+        None
+    }
+}
+
+/// Looks like an AWS region code: `us-east-1`, `ap-southeast-2`, `us-gov-west-1`.
+pub(crate) fn is_region_code(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return false;
+    };
+    let letters = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    first.len() == 2
+        && letters(first)
+        && !middle.is_empty()
+        && middle.iter().all(|m| letters(m))
+        && !last.is_empty()
+        && last.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// A TLS server name: a DNS name or an IP address.
 pub(crate) fn server_name(raw: &str, path: &FieldPath, report: &mut Report) -> Option<String> {
     if is_dns_name(raw) || raw.parse::<IpAddr>().is_ok() {
@@ -281,12 +384,18 @@ pub(crate) fn server_name(raw: &str, path: &FieldPath, report: &mut Report) -> O
 }
 
 /// Base64 (standard alphabet) of a 32-byte ed25519 public key that is a valid, not weak point.
-pub(crate) fn public_key(raw: &str, path: &FieldPath, report: &mut Report) -> Option<VerifyingKey> {
-    const FIX: &str = "paste the agent's public key as printed by `quorumgate keygen` (standard base64 of 32 bytes)";
+/// `owner`: whose key it is, for the fix (`agent`, `operator`).
+pub(crate) fn public_key(
+    raw: &str,
+    owner: &str,
+    path: &FieldPath,
+    report: &mut Report,
+) -> Option<VerifyingKey> {
+    let fix = format!("paste the {owner}'s public key as printed by `quorumgate keygen` (standard base64 of 32 bytes)");
     let bytes = match base64::engine::general_purpose::STANDARD.decode(raw.trim()) {
         Ok(b) => b,
         Err(e) => {
-            report.error(path, format!("is not base64: {e}"), FIX);
+            report.error(path, format!("is not base64: {e}"), &fix);
             return None;
         }
     };
@@ -297,7 +406,7 @@ pub(crate) fn public_key(raw: &str, path: &FieldPath, report: &mut Report) -> Op
                 "decodes to {} bytes; an ed25519 public key is 32",
                 bytes.len()
             ),
-            FIX,
+            &fix,
         );
         return None;
     };
@@ -306,7 +415,7 @@ pub(crate) fn public_key(raw: &str, path: &FieldPath, report: &mut Report) -> Op
             report.error(
                 path,
                 "is a weak (small-order) ed25519 key that could verify forged signatures",
-                FIX,
+                &fix,
             );
             None
         }
@@ -315,7 +424,7 @@ pub(crate) fn public_key(raw: &str, path: &FieldPath, report: &mut Report) -> Op
             report.error(
                 path,
                 "is not a valid ed25519 public key (not a curve point)",
-                FIX,
+                &fix,
             );
             None
         }
@@ -353,6 +462,60 @@ mod tests {
             Some("10.0.0.2:53".parse().unwrap())
         );
         assert!(ok(|p, r| socket_addr_or_ip("ns.internal:53", 53, p, r, "")).is_none());
+    }
+
+    #[test]
+    fn dns_names_zone_ids_and_regions() {
+        assert_eq!(
+            ok(|p, r| dns_name("App.Example.com", "x", p, r)).as_deref(),
+            Some("app.example.com.")
+        );
+        assert_eq!(
+            ok(|p, r| dns_name("example.com.", "x", p, r)).as_deref(),
+            Some("example.com.")
+        );
+        assert!(ok(|p, r| dns_name("a..b", "x", p, r)).is_none());
+        assert!(ok(|p, r| dns_name("*.example.com", "x", p, r)).is_none());
+        assert!(is_dns_label("app-1") && !is_dns_label("-app") && !is_dns_label("App"));
+        assert!(!is_dns_label("") && !is_dns_label(&"a".repeat(64)));
+        assert_eq!(
+            ok(|p, r| hosted_zone_id("/hostedzone/Z0123", p, r)).as_deref(),
+            Some("Z0123")
+        );
+        assert!(ok(|p, r| hosted_zone_id("z0123", p, r)).is_none());
+        assert!(ok(|p, r| hosted_zone_id("/hostedzone/", p, r)).is_none());
+        assert!(ok(|p, r| hosted_zone_id(&"Z".repeat(33), p, r)).is_none());
+        for good in [
+            "us-east-1",
+            "ap-southeast-2",
+            "us-gov-west-1",
+            "eu-central-1",
+        ] {
+            assert!(is_region_code(good), "{good}");
+        }
+        for bad in [
+            "us-east",
+            "useast1",
+            "US-EAST-1",
+            "us--1",
+            "u-east-1",
+            "us-east-1a",
+            "",
+        ] {
+            assert!(!is_region_code(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn zero_durations_where_allowed() {
+        let zero = Dur("0s".to_owned());
+        assert_eq!(
+            ok(|p, r| duration_or_zero(Some(&zero), "1s", p, r)),
+            Some(0)
+        );
+        assert_eq!(ok(|p, r| duration_or_zero(None, "2m", p, r)), Some(120_000));
+        let bad = Dur("5".to_owned());
+        assert_eq!(ok(|p, r| duration_or_zero(Some(&bad), "1s", p, r)), None);
     }
 
     #[test]

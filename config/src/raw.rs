@@ -3,8 +3,9 @@
 //! Every struct denies unknown fields (a typo must fail closed, never be ignored) and every field
 //! is optional: "missing" and all semantic checks are the validator's job, so serde only ever
 //! fails on an unknown key or a wrong type, and [`crate::lenient`] can report those and go on.
-//! Arrays of tables (`[[members]]`, `[[checks]]`, `[[local.control]]`) stay as figment
-//! [`Value`]s here and are deserialized element by element, so every element gets its own path.
+//! Arrays of tables (`[[members]]`, `[[checks]]`, `[[gates]]`, `[[gates.targets]]`,
+//! `[[operators]]`, `[[local.control]]`) stay as figment [`Value`]s here and are deserialized
+//! element by element, so every element gets its own path.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,13 +14,15 @@ use figment::value::Value;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-/// The whole file. Adding a section (e.g. `[[gates]]`) starts here.
+/// The whole file. Adding a section starts here.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub cluster: Option<RawCluster>,
     pub members: Option<Vec<Value>>,
     pub checks: Option<Vec<Value>>,
+    pub gates: Option<Vec<Value>>,
+    pub operators: Option<Vec<Value>>,
     pub local: Option<RawLocal>,
 }
 
@@ -33,6 +36,7 @@ pub(crate) struct RawCluster {
     pub max_ballot_bytes: Option<u64>,
     pub peer_timeout: Option<Dur>,
     pub allow_single_member: Option<bool>,
+    pub operator_max_valid_for: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +46,113 @@ pub(crate) struct RawMember {
     pub region: Option<String>,
     pub url: Option<String>,
     pub public_key: Option<String>,
+    pub health_url: Option<String>,
+}
+
+/// `[[operators]]`: who may sign operator commands.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOperator {
+    pub id: Option<Text>,
+    pub public_key: Option<String>,
+}
+
+/// `[[gates]]`: one gate; its `[[gates.targets]]` stay [`Value`]s (see the module docs).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGate {
+    pub id: Option<Text>,
+    pub plane: Option<RawPlane>,
+    pub mode: Option<RawMode>,
+    pub zone_id: Option<String>,
+    pub zone: Option<String>,
+    pub record: Option<String>,
+    #[serde(rename = "type")]
+    pub record_type: Option<RawRecordType>,
+    pub ttl: Option<u64>,
+    pub kind: Option<RawGateKind>,
+    pub min_serving: Option<u64>,
+    pub max_changes: Option<u64>,
+    pub window: Option<Dur>,
+    pub wait_period: Option<Dur>,
+    pub auto_failback: Option<bool>,
+    pub max_rpo: Option<Dur>,
+    pub writer_stagger: Option<Dur>,
+    pub health_check_interval: Option<u64>,
+    pub health_check_failure_threshold: Option<u64>,
+    pub health_check_regions: Option<Vec<String>>,
+    pub targets: Option<Vec<Value>>,
+}
+
+/// `[[gates.targets]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTarget {
+    pub id: Option<Text>,
+    pub check: Option<Text>,
+    pub role: Option<RawRole>,
+    pub weight: Option<u64>,
+    pub values: Option<Vec<String>>,
+    pub alias: Option<RawAlias>,
+    pub lag_check: Option<Text>,
+}
+
+/// `alias = { zone_id, name, evaluate_target_health }` of a gate target.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlias {
+    pub zone_id: Option<String>,
+    pub name: Option<String>,
+    pub evaluate_target_health: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawPlane {
+    Data,
+    Control,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawMode {
+    Live,
+    DryRun,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawGateKind {
+    Failover,
+    Weighted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawRole {
+    Primary,
+    Secondary,
+}
+
+/// The record types a gate can manage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub(crate) enum RawRecordType {
+    #[serde(rename = "A", alias = "a")]
+    A,
+    #[serde(rename = "AAAA", alias = "aaaa")]
+    Aaaa,
+    #[serde(rename = "CNAME", alias = "cname")]
+    Cname,
+}
+
+impl RawRecordType {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RawRecordType::A => "A",
+            RawRecordType::Aaaa => "AAAA",
+            RawRecordType::Cname => "CNAME",
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,6 +338,20 @@ pub(crate) struct RawLocal {
     pub health_tls: Option<RawServerTls>,
     pub peer_tls: Option<RawPeerTls>,
     pub control: Option<Vec<Value>>,
+    pub route53: Option<RawRoute53>,
+}
+
+/// `[local.route53]`: how this agent reaches the Route 53 API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute53 {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub connect_timeout: Option<Dur>,
+    pub attempt_timeout: Option<Dur>,
+    pub operation_timeout: Option<Dur>,
+    pub max_requests_per_second: Option<u64>,
+    pub insync_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]

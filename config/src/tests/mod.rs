@@ -5,13 +5,16 @@
 
 mod db;
 mod digest;
+mod gates;
 mod layering;
 mod report;
 mod rules;
 
 use crate::{Config, ConfigErrors};
 
-/// A valid configuration using every section; each test edits it.
+/// A valid configuration using every section; each test edits it. Its gates: `gates[0]` a
+/// data-plane failover pair (checks app, dns), `gates[1]` a control-plane weighted set
+/// (checks db, app) written in reverse id order, one with values and one with an alias.
 pub(crate) const BASE: &str = r#"
 [cluster]
 name = "app-prod"
@@ -21,23 +24,27 @@ max_clock_skew = "2s"
 max_ballot_bytes = 4194304
 peer_timeout = "1s"
 allow_single_member = false
+operator_max_valid_for = "1h"
 
 [[members]]
 id = "use1"
 region = "us-east-1"
 url = "https://use1.internal:9443"
+health_url = "https://use1.example.com:8443/"
 public_key = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="
 
 [[members]]
 id = "usw2"
 region = "us-west-2"
 url = "https://usw2.internal:9443"
+health_url = "https://usw2.example.com:8443/"
 public_key = "gTl3Dqh9F19Wo1Rmw0x+zMuNipG07jeiXfYPW4/Js5Q="
 
 [[members]]
 id = "euc1"
 region = "eu-central-1"
 url = "https://euc1.internal:9443"
+health_url = "https://euc1.example.com:8443/"
 public_key = "7UkoxijRwsbq6QM4kFmVYSlZJzpcY/k2NsFGFKyHN9E="
 
 [[checks]]
@@ -77,6 +84,66 @@ nameserver = "10.0.0.2:53"
 transport = "udp"
 expect = ["192.0.2.1"]
 
+[[gates]]
+id = "app"
+plane = "data"
+mode = "live"
+zone_id = "Z0123456789ABC"
+zone = "example.com"
+record = "app.example.com"
+type = "A"
+ttl = 60
+kind = "failover"
+min_serving = 1
+max_changes = 3
+window = "1h"
+wait_period = "5s"
+auto_failback = false
+health_check_interval = 10
+health_check_failure_threshold = 2
+health_check_regions = ["us-east-1", "us-west-2", "eu-west-1"]
+[[gates.targets]]
+id = "use1"
+check = "app"
+role = "primary"
+values = ["192.0.2.10"]
+[[gates.targets]]
+id = "usw2"
+check = "dns"
+role = "secondary"
+values = ["192.0.2.20", "192.0.2.21"]
+
+[[gates]]
+id = "web"
+plane = "control"
+mode = "dry-run"
+zone_id = "/hostedzone/Z0123456789ABC"
+zone = "example.com"
+record = "www.example.com"
+type = "CNAME"
+ttl = 300
+kind = "weighted"
+min_serving = 1
+max_changes = 5
+window = "30m"
+wait_period = "10s"
+auto_failback = true
+writer_stagger = "2s"
+[[gates.targets]]
+id = "usw2"
+check = "db"
+weight = 50
+values = ["www-usw2.example.net"]
+[[gates.targets]]
+id = "use1"
+check = "app"
+weight = 100
+alias = { zone_id = "Z35SXDOTRQ7X7K", name = "lb-1.us-east-1.elb.amazonaws.com", evaluate_target_health = false }
+
+[[operators]]
+id = "alice"
+public_key = "QdWSz1xsjJTOzkyHpX8WKeDhuR2py7ASg2VshZJR2yw="
+
 [local]
 agent_id = "use1"
 listen = "0.0.0.0:9443"
@@ -91,6 +158,14 @@ cert_file = "/etc/quorumgate/server.pem"
 key_file = "/etc/quorumgate/server.key"
 [local.peer_tls]
 ca_file = "/etc/quorumgate/peers-ca.pem"
+[local.route53]
+endpoint_url = "http://127.0.0.1:5000"
+region = "us-east-1"
+connect_timeout = "3s"
+attempt_timeout = "10s"
+operation_timeout = "60s"
+max_requests_per_second = 4
+insync_timeout = "2m"
 [[local.control]]
 id = "vpc-dns"
 timeout = "1s"
@@ -169,6 +244,44 @@ pub(crate) fn errors(edits: &[Edit<'_>]) -> ConfigErrors {
     }
 }
 
+/// Each case (edits, expected error path, substring of the problem) must produce an error at
+/// exactly that path, with a fix; all failures are reported together.
+/// `SHOW_ERRORS=1` prints every report (to review the wording).
+pub(crate) fn assert_cases<'a>(
+    cases: impl IntoIterator<Item = (&'a [Edit<'a>], &'a str, &'a str)>,
+) {
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (edits, path, problem) in cases {
+        count += 1;
+        let errs = match load(edits) {
+            Ok(_) => {
+                failures.push(format!("{edits:?}: no error at all"));
+                continue;
+            }
+            Err(e) => e,
+        };
+        match errs.at(path) {
+            Some(e) if e.problem.contains(problem) && !e.fix.is_empty() => {
+                if std::env::var_os("SHOW_ERRORS").is_some() {
+                    println!("{edits:?} ({} errors)\n{errs}", errs.errors.len());
+                }
+            }
+            Some(e) => failures.push(format!(
+                "{edits:?}: {path}: problem {:?} lacks {problem:?}",
+                e.problem
+            )),
+            None => failures.push(format!("{edits:?}: no error at {path}; got:\n{errs}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn base_is_valid_without_warnings() {
     let c = ok(&[]);
@@ -185,8 +298,34 @@ fn shipped_example_parses() {
     let kinds: Vec<_> = c.shared.checks.iter().map(|c| c.probe.kind()).collect();
     assert_eq!(
         kinds,
-        ["http", "tcp", "dns", "postgres", "replication_lag", "mysql"]
+        [
+            "http",
+            "http",
+            "tcp",
+            "dns",
+            "postgres",
+            "replication_lag",
+            "mysql"
+        ]
     );
     assert_eq!(c.local.control.len(), 2);
     assert_eq!(c.me().map(|m| m.id.as_str()), Some("use1"));
+    assert!(c.shared.members.iter().all(|m| m.health_url.is_some()));
+    let gates: Vec<_> = c
+        .shared
+        .gates
+        .iter()
+        .map(|g| (g.spec.id().as_str(), g.plane, g.targets.len()))
+        .collect();
+    assert_eq!(
+        gates,
+        [
+            ("app", crate::Plane::Data, 2),
+            ("api", crate::Plane::Control, 2),
+            ("orders-db", crate::Plane::Control, 2)
+        ]
+    );
+    assert_eq!(c.shared.gates[2].spec.policy().max_rpo_ms, Some(30_000));
+    assert_eq!(c.shared.operators.len(), 1);
+    assert_eq!(c.local.route53.region.as_deref(), Some("us-east-1"));
 }

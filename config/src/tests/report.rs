@@ -5,7 +5,7 @@ use super::{errors, Del, Set};
 #[test]
 fn several_mistakes_are_reported_together() {
     let errs = errors(&[
-        Set("gates", "[]"),                       // unknown top-level key
+        Set("gate", "[]"),                        // unknown top-level key (gates is known)
         Set("cluster.peer_timeout", r#""10s""#),  // >= round_interval
         Set("members.2.id", r#""use1""#),         // duplicate member id
         Set("members.1.public_key", r#""AAEC""#), // 3 bytes
@@ -31,7 +31,7 @@ fn several_mistakes_are_reported_together() {
             "checks[1].tcp.tls",
             "checks[2].http.url",
             "cluster.peer_timeout",
-            "gates",
+            "gate",
             "local.agent_id",
             "local.control[0].dns.nameserver",
             "local.listen",

@@ -11,7 +11,8 @@ use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::model::{ClusterSettings, MemberConfig};
 use crate::parse::{
-    duration_or, fmt_ms, http_url, id_error, in_range, non_empty, or_default, public_key, required,
+    base_url, duration_or, fmt_ms, http_url, id_error, in_range, non_empty, or_default, public_key,
+    required,
 };
 use crate::raw::{RawCluster, RawMember};
 
@@ -124,6 +125,25 @@ pub(super) fn cluster(
             );
         }
     }
+    let operator_path = path.key("operator_max_valid_for");
+    let operator_max_valid_for = duration_or(
+        raw.operator_max_valid_for.as_ref(),
+        defaults::OPERATOR_MAX_VALID_FOR,
+        &operator_path,
+        report,
+    )
+    .and_then(|v| {
+        let limit = defaults::OPERATOR_MAX_VALID_FOR_LIMIT_MS;
+        if v <= limit {
+            return Some(v);
+        }
+        report.error(
+            &operator_path,
+            format!("must be at most {}, is {}", fmt_ms(limit), fmt_ms(v)),
+            "use at most \"24h\": an approval or override should not outlive the incident it is for",
+        );
+        None
+    });
     if let (Some(r), Some(p)) = (round, peer_timeout) {
         if p >= r {
             report.error(
@@ -146,6 +166,7 @@ pub(super) fn cluster(
         max_ballot_bytes: max_bytes?,
         peer_timeout_ms: peer_timeout.filter(|p| round.is_some_and(|r| *p < r))?,
         allow_single_member: raw.allow_single_member.unwrap_or(false),
+        operator_max_valid_for_ms: operator_max_valid_for?,
     })
 }
 
@@ -168,6 +189,12 @@ pub(super) struct Members {
     pub ids: Vec<AgentId>,
     /// Every member's id parsed: `ids` is the whole list.
     pub ids_complete: bool,
+    /// How many `[[members]]` tables there are (valid or not).
+    pub count: usize,
+    /// Every public key that parsed, with its member's index (for `[[operators]]`).
+    pub keys: Vec<(usize, VerifyingKey)>,
+    /// Members that set no `health_url` (and did not set a bad one): index and id if it parsed.
+    pub without_health_url: Vec<(usize, Option<AgentId>)>,
     /// `Some` iff every member validated and they form a quorum group.
     pub membership: Option<Membership>,
 }
@@ -192,6 +219,7 @@ pub(super) fn members(
     let mut first_id: HashMap<AgentId, usize> = HashMap::new();
     let mut first_key: HashMap<[u8; 32], usize> = HashMap::new();
     let mut first_url: HashMap<String, usize> = HashMap::new();
+    let mut first_health_url: HashMap<String, usize> = HashMap::new();
     for (i, raw) in elements::<RawMember>(items, path, report)
         .into_iter()
         .enumerate()
@@ -209,6 +237,7 @@ pub(super) fn members(
             }
         }
         if let Some(key) = &parts.public_key {
+            out.keys.push((i, *key));
             if let Some(&j) = first_key.get(key.as_bytes()) {
                 report.error(
                     &p.key("public_key"),
@@ -230,19 +259,40 @@ pub(super) fn members(
                 first_url.insert(url.to_string(), i);
             }
         }
-        if let (Some(id), Some(region), Some(url), Some(public_key)) =
-            (parts.id, parts.region, parts.url, parts.public_key)
-        {
+        match &parts.health_url {
+            Some(Some(url)) => {
+                if let Some(&j) = first_health_url.get(url.as_str()) {
+                    report.error(
+                        &p.key("health_url"),
+                        format!("same health URL as members[{j}]"),
+                        "give each member the public URL of its own agent: Route 53 must check every agent, not one twice",
+                    );
+                } else {
+                    first_health_url.insert(url.to_string(), i);
+                }
+            }
+            Some(None) => out.without_health_url.push((i, parts.id.clone())),
+            None => {}
+        }
+        if let (Some(id), Some(region), Some(url), Some(public_key), Some(health_url)) = (
+            parts.id,
+            parts.region,
+            parts.url,
+            parts.public_key,
+            parts.health_url,
+        ) {
             out.valid.push(MemberConfig {
                 id,
                 region,
                 url,
                 public_key,
+                health_url,
             });
         }
     }
 
     let n = items.len();
+    out.count = n;
     out.ids_complete = out.ids.len() == n;
     if n < MIN_MEMBERS && allow_single == Some(false) {
         report.error(
@@ -271,6 +321,8 @@ struct MemberParts {
     region: Option<String>,
     url: Option<Url>,
     public_key: Option<VerifyingKey>,
+    /// `Some(None)`: not set.
+    health_url: Option<Option<Url>>,
 }
 
 fn member(raw: &RawMember, p: &FieldPath, report: &mut Report) -> MemberParts {
@@ -316,13 +368,44 @@ fn member(raw: &RawMember, p: &FieldPath, report: &mut Report) -> MemberParts {
         report,
         "add public_key = \"…\" as printed by `quorumgate keygen`",
     )
-    .and_then(|k| public_key(k, &key_path, report));
+    .and_then(|k| public_key(k, "agent", &key_path, report));
+    let health_path = p.key("health_url");
+    let health_url = match &raw.health_url {
+        None if report.has_error_at(&health_path) => None,
+        None => Some(None),
+        Some(u) => base_url(u, "https://use1.example.com:8443", &health_path, report)
+            .map(|u| public_health_url(u, &health_path, report))
+            .map(Some),
+    };
     MemberParts {
         id,
         region,
         url,
         public_key: key,
+        health_url,
     }
+}
+
+/// Route 53's health checkers are on the public internet: an address they cannot reach is
+/// almost certainly a mistake (but a test setup may want it), so warn.
+fn public_health_url(url: Url, path: &FieldPath, report: &mut Report) -> Url {
+    let unreachable = match url.host() {
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
+        }
+        _ => false,
+    };
+    if unreachable {
+        report.warn(
+            path,
+            format!("{url} is not a public address; Route 53's health checkers cannot reach it"),
+            "use the public name or address of this agent's health listener",
+        );
+    }
+    url
 }
 
 /// Maps the quorum crate's verdict on the list to the field that causes it. Only reachable for

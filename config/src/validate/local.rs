@@ -1,4 +1,5 @@
-//! `[local]`: this agent's own settings (outside the digest), its TLS and its control probes.
+//! `[local]`: this agent's own settings (outside the digest), its TLS and its control probes
+//! (`[local.route53]` is in its own module).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use figment::value::Value;
 use quorum::{AgentId, CheckId};
 
 use super::cluster::Members;
-use super::{elements, probe};
+use super::{elements, probe, route53};
 use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::model::{ControlProbe, HealthListener, LocalConfig, LogFormat, PeerTls, ServerTls};
@@ -155,6 +156,7 @@ pub(super) fn local(
         Some(t) => peer_tls(t, &path.key("peer_tls"), report),
     };
     let control = control(raw.control.as_deref(), &path.key("control"), report);
+    let route53 = route53::route53(raw.route53.as_ref(), &path.key("route53"), report);
 
     if let (Some(id), Some(tls)) = (&agent_id, &tls) {
         scheme_warning(id, tls.is_some(), members, path, report);
@@ -174,6 +176,7 @@ pub(super) fn local(
         health_listener: health_listener?,
         peer_tls: peer_tls?,
         control: control?,
+        route53: route53?,
     })
 }
 

@@ -1,15 +1,22 @@
 //! Raw → validated. One module per section; every function reports all it finds into the
 //! [`Report`] and returns `None` if anything in its part was wrong.
 //!
-//! Adding a section (e.g. `[[gates]]`): a field in [`RawConfig`], a module here with a
+//! Adding a section: a field in [`RawConfig`], a module here with a
 //! `fn(raw, path, report) -> Option<T>`, a field in [`SharedConfig`] (or `LocalConfig`), and
 //! its canonical lines in [`crate::digest`].
+//!
+//! Order matters only where one section refers to another: `[[gates]]` name checks and need
+//! the members' `health_url`s; `[[operators]]` must not reuse a member's key. A reference is
+//! judged only when the section it points into validated (its own errors say the rest).
 
 mod checks;
 mod cluster;
 mod db;
+mod gates;
 mod local;
+mod operators;
 mod probe;
+mod route53;
 
 use figment::value::Value;
 use serde::de::DeserializeOwned;
@@ -35,6 +42,22 @@ pub(crate) fn validate(
         report,
     );
     let checks = checks::checks(raw.checks.as_deref(), &root.key("checks"), report);
+    let gates = gates::gates(
+        raw.gates.as_deref(),
+        checks.as_deref(),
+        &members,
+        &root.key("gates"),
+        report,
+    );
+    let operators = operators::operators(
+        raw.operators.as_deref(),
+        &members,
+        &root.key("operators"),
+        report,
+    );
+    if let (Some(gates), Some(operators)) = (&gates, &operators) {
+        operators_for_gates(gates.len(), operators.len(), &root, report);
+    }
     let local = local::local(raw.local.as_ref(), &members, &root.key("local"), report);
 
     if let (Some(cluster), Some(checks)) = (&cluster, &checks) {
@@ -45,6 +68,8 @@ pub(crate) fn validate(
         membership: members.membership?,
         members: members.valid,
         checks: checks?,
+        gates: gates?,
+        operators: operators?,
     };
     let local = local?;
     (!report.has_errors()).then_some((shared, local))
@@ -68,6 +93,18 @@ fn ballot_fits(max_bytes: usize, checks: usize, root: &FieldPath, report: &mut R
             &root.key("cluster").key("max_ballot_bytes"),
             format!("{max_bytes} bytes is too small for {checks} checks (a ballot may need {worst})"),
             format!("raise max_ballot_bytes to at least {worst} (at most 16777216), or use fewer checks"),
+        );
+    }
+}
+
+/// Without operators nobody can approve a failback or an RPO-gated failover, freeze a gate or
+/// override it: valid, but rarely meant.
+fn operators_for_gates(gates: usize, operators: usize, root: &FieldPath, report: &mut Report) {
+    if gates > 0 && operators == 0 {
+        report.warn(
+            &root.key("operators"),
+            format!("{gates} gate(s) but no [[operators]]: nobody can approve a failback or an RPO-gated failover, freeze a gate or override it"),
+            "add an [[operators]] table (id and public key) for each person or pipeline allowed to sign commands",
         );
     }
 }

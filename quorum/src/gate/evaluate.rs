@@ -211,6 +211,47 @@ impl HoldReason {
     }
 }
 
+impl std::fmt::Display for HoldReason {
+    /// One line for logs, status and the audit log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HoldReason::NoChange => f.write_str("DNS already matches the decisions"),
+            HoldReason::UnknownCheck(c) => write!(f, "check {c} has no decision (config wiring)"),
+            HoldReason::FailOpen => {
+                f.write_str("every target looks down: failing open, changing nothing")
+            }
+            HoldReason::MinServing { serving, min } => write!(
+                f,
+                "draining would leave {serving} serving, below min_serving = {min}"
+            ),
+            HoldReason::TargetUnhealthy(t) => write!(f, "target {t} is not Healthy by quorum"),
+            HoldReason::NoCertificate(c) => {
+                write!(f, "the current tally for {c} does not prove its decision")
+            }
+            HoldReason::Frozen => f.write_str("gate is frozen by an operator"),
+            HoldReason::AwaitingApproval { to, cause } => match cause {
+                ApprovalCause::Failback => {
+                    write!(f, "failback to {to} waits for `quorumgate approve`")
+                }
+                ApprovalCause::RpoExceeded { lag_ms, max_rpo_ms } => write!(
+                    f,
+                    "failover to {to} would lose {lag_ms} ms of writes (max_rpo {max_rpo_ms} ms): waits for `quorumgate approve`"
+                ),
+                ApprovalCause::RpoUnknown => write!(
+                    f,
+                    "failover to {to}: replication lag unknown, waits for `quorumgate approve`"
+                ),
+            },
+            HoldReason::WaitPeriod { until } => {
+                write!(f, "wait_period since the last change, until {}", until.0)
+            }
+            HoldReason::Velocity { until } => {
+                write!(f, "max_changes reached in the window, until {}", until.0)
+            }
+        }
+    }
+}
+
 /// What a kind's rules propose before freeze, approvals and pacing are considered.
 #[derive(Debug)]
 pub(super) struct Candidate {

@@ -144,6 +144,33 @@ impl GateState {
         self.last_hold.as_ref()
     }
 
+    /// Replaces the current DNS state with what was read back from Route 53 (after a lost
+    /// race, a stale write, or at start-up). Everything else (freeze, approval, velocity
+    /// history) stays: the gate's rules still count changes made by other writers.
+    pub fn resync(&mut self, spec: &GateSpec, current: DesiredState) -> Result<(), StateError> {
+        spec.check_shape(&current)?;
+        if active(&self.current) != active(&current) {
+            self.standby_lag = None;
+        }
+        self.current = current;
+        Ok(())
+    }
+
+    /// Restores the velocity history after a restart (times of past changes, e.g. from the
+    /// audit log), so a restarting agent cannot exceed `max_changes` per window.
+    pub fn restore_changes(
+        &mut self,
+        spec: &GateSpec,
+        times: impl IntoIterator<Item = UnixMillis>,
+    ) {
+        let mut all: Vec<UnixMillis> = self.changes.iter().copied().chain(times).collect();
+        all.sort_unstable();
+        all.dedup();
+        let keep = usize::try_from(spec.policy().max_changes).unwrap_or(usize::MAX);
+        let skip = all.len().saturating_sub(keep);
+        self.changes = all.into_iter().skip(skip).collect();
+    }
+
     /// Stops automatic changes. A pending override is still written.
     pub fn freeze(&mut self, by: OperatorId, now: UnixMillis) {
         self.frozen = Some(Frozen { by, at: now });

@@ -420,3 +420,49 @@ fn dry_run_evaluates_identically_and_says_so() {
     assert_eq!((a.to, a.reason, a.mode), (b.to, b.reason, Mode::Live));
     assert_eq!((b.mode, b.mode.as_str()), (Mode::DryRun, "dry-run"));
 }
+
+#[test]
+fn resync_adopts_dns_read_back_and_keeps_freeze_and_history() {
+    let spec = pair(GatePolicy {
+        max_changes: 2,
+        window_ms: 1_000,
+        ..policy()
+    });
+    let mut state = GateState::new(&spec);
+    state.freeze(op("alice"), at(0));
+    state
+        .resync(&spec, DesiredState::Failover { active: t("euw1") })
+        .unwrap();
+    assert_eq!(active(&state), "active=euw1");
+    assert!(
+        state.frozen().is_some(),
+        "a re-read keeps the operator's freeze"
+    );
+    assert!(state
+        .resync(&spec, DesiredState::weighted([(t("use1"), 1)]))
+        .is_err());
+    assert!(state
+        .resync(&spec, DesiredState::Failover { active: t("nope") })
+        .is_err());
+}
+
+#[test]
+fn restored_change_times_count_against_the_velocity_rule() {
+    let spec = pair(GatePolicy {
+        max_changes: 2,
+        window_ms: 10_000,
+        ..policy()
+    });
+    let mut state = GateState::new(&spec);
+    // Three changes before a restart; only the latest `max_changes` are kept.
+    state.restore_changes(&spec, [at(300), at(100), at(200), at(200)]);
+    assert_eq!(state.changes().collect::<Vec<_>>(), [at(200), at(300)]);
+    assert_eq!(
+        evaluate(&spec, &state, &inputs(&[(P, DOWN), (S, UP)]), at(5_000)).code(),
+        "velocity"
+    );
+    assert_eq!(
+        evaluate(&spec, &state, &inputs(&[(P, DOWN), (S, UP)]), at(10_201)).code(),
+        "failover"
+    );
+}
