@@ -1,4 +1,5 @@
-//! Signed operator commands: `freeze`, `unfreeze`, `approve` and `override`.
+//! Signed operator commands: `freeze`, `unfreeze`, `approve`, `override`, and the game-day
+//! `drill` and `drill --abort`.
 //!
 //! An operator (a person or a pipeline, listed in the config with an ed25519 public key)
 //! signs a command with the CLI, which sends it to every agent. Each agent checks it with
@@ -18,7 +19,10 @@
 //! - [`codec`]: the canonical bytes and the signed envelope ([`SignedCommand`]).
 //! - [`book`]: [`OperatorBook`] — validation on receipt with replay protection.
 
-use crate::gate::{Approval, DesiredState, GateKind, GateSpec, GateState, Override, StateError};
+use crate::gate::{
+    Approval, DesiredState, Drill, DrillEndCause, GateKind, GateSpec, GateState, Override,
+    StateError, MAX_DRILL_MS,
+};
 use crate::ids::{GateId, OperatorId, TargetId};
 use crate::time::UnixMillis;
 
@@ -49,6 +53,12 @@ pub enum Action {
     /// Break-glass: write `desired` now, bypassing freeze, approvals, RPO and velocity, then
     /// stay frozen. Without `force` traffic still only goes to targets Healthy by quorum.
     Override { desired: DesiredState, force: bool },
+    /// Game day: every agent treats the failover gate's primary as failed from the command's
+    /// `issued_at` for `duration_ms`, then the gate fails back with the drill's authority
+    /// (see `gate::drill`). `dry_run`: the gate writes nothing while the drill is in force.
+    Drill { duration_ms: u32, dry_run: bool },
+    /// Ends the running drill early (the failback follows).
+    DrillAbort,
 }
 
 impl Action {
@@ -60,6 +70,8 @@ impl Action {
             Action::Unfreeze => "unfreeze",
             Action::Approve { .. } => "approve",
             Action::Override { .. } => "override",
+            Action::Drill { .. } => "drill",
+            Action::DrillAbort => "drill_abort",
         }
     }
 }
@@ -133,6 +145,10 @@ pub enum ActionError {
     UnknownTarget(TargetId),
     #[error("override: {0}")]
     Override(#[from] StateError),
+    #[error("drills apply to failover gates only")]
+    DrillWeighted,
+    #[error("a drill lasts 1 ms to {max_ms} ms, not {ms} ms")]
+    DrillDuration { ms: u64, max_ms: u64 },
 }
 
 /// Whether `action` makes sense for `spec`.
@@ -149,6 +165,23 @@ pub fn check_action(spec: &GateSpec, action: &Action) -> Result<(), ActionError>
             }
         }
         Action::Override { desired, .. } => Ok(spec.check_override(desired)?),
+        Action::Drill { duration_ms, .. } => {
+            if matches!(spec.kind(), GateKind::Weighted { .. }) {
+                return Err(ActionError::DrillWeighted);
+            }
+            let ms = u64::from(*duration_ms);
+            if ms == 0 || ms > MAX_DRILL_MS {
+                return Err(ActionError::DrillDuration {
+                    ms,
+                    max_ms: MAX_DRILL_MS,
+                });
+            }
+            Ok(())
+        }
+        Action::DrillAbort => match spec.kind() {
+            GateKind::Weighted { .. } => Err(ActionError::DrillWeighted),
+            GateKind::Failover { .. } => Ok(()),
+        },
     }
 }
 
@@ -196,6 +229,24 @@ impl VerifiedCommand {
                 },
                 now,
             ),
+            Action::Drill {
+                duration_ms,
+                dry_run,
+            } => state.start_drill(Drill {
+                by: c.operator.clone(),
+                seq: c.seq,
+                started_at: c.issued_at,
+                ends_at: c.issued_at.plus(u64::from(*duration_ms)),
+                dry_run: *dry_run,
+                ended: None,
+            }),
+            Action::DrillAbort => {
+                let cause = DrillEndCause::Aborted {
+                    by: c.operator.clone(),
+                    seq: c.seq,
+                };
+                state.end_drill(now, cause);
+            }
         }
         Ok(())
     }

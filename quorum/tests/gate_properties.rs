@@ -19,6 +19,11 @@
 //!    seen while the active was Healthy by quorum — is known and within `max_rpo_ms`, or an
 //!    unexpired approval names the target;
 //! 7. an override change is exactly the pending, unexpired override;
+//! 8. game-day drills: one starts only when `drill::precheck` allows it (the pair at rest at
+//!    its primary, both proven Healthy, not frozen, no drill in force); it ends at its time or
+//!    on an abort; its authority covers only the failback to the primary, after its end and
+//!    within its grace; while a dry-run drill is in force every automatic change is a dry run;
+//!    it is finished once back at the primary or after the grace;
 //!
 //! and besides: everything down (all inputs present) is reported as `fail_open`, evaluation
 //! is deterministic, and whenever the rules allow an obvious change it is made (so the
@@ -38,9 +43,10 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{FileFailurePersistence, RngAlgorithm, TestRng, TestRunner};
+use quorum::gate::drill::precheck;
 use quorum::gate::{
-    Approval, Authority, ChangeReason, CheckInput, GatePolicy, Mode, Override, Target,
-    WeightedTarget,
+    Approval, Authority, ChangeReason, CheckInput, Drill, DrillEndCause, GatePolicy, Mode,
+    Override, Target, WeightedTarget, DRILL_FAILBACK_GRACE_MS,
 };
 use quorum::operator::check_action;
 use quorum::operator::Action as OpAction;
@@ -173,7 +179,31 @@ enum Step {
     },
     /// Route 53 writes fail (no commit) until set back.
     WritesFail(bool),
+    /// An operator starts a drill (if the gate allows it now).
+    Drill {
+        duration_ms: u64,
+        dry_run: bool,
+    },
+    /// The running drill is aborted: by an operator, or by its abort check.
+    DrillEnd {
+        by_check: bool,
+    },
     Round,
+}
+
+/// The model of a drill: its seq, scheduled end, dry run, and when it ended.
+#[derive(Clone, Copy, Debug)]
+struct DrillModel {
+    seq: u64,
+    ends_at: UnixMillis,
+    dry_run: bool,
+    ended_at: Option<UnixMillis>,
+}
+
+impl DrillModel {
+    fn running(&self, now: UnixMillis) -> bool {
+        self.ended_at.is_none() && now < self.ends_at
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -228,6 +258,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (any::<Index>(), [weight.clone(), weight.clone(), weight], any::<bool>(), 1u32..120_000)
             .prop_map(|(pick, weights, force, valid_for_ms)| Step::Override { pick, weights, force, valid_for_ms }),
         1 => prop::bool::weighted(0.3).prop_map(Step::WritesFail),
+        2 => (prop_oneof![1u64..5_000, 5_000u64..200_000], any::<bool>())
+            .prop_map(|(duration_ms, dry_run)| Step::Drill { duration_ms, dry_run }),
+        1 => any::<bool>().prop_map(|by_check| Step::DrillEnd { by_check }),
     ]
 }
 
@@ -289,6 +322,23 @@ fn spec(s: &Scenario) -> GateSpec {
     GateSpec::new(GateId::new("g").unwrap(), kind, s.policy, s.mode).unwrap()
 }
 
+fn op_action() -> impl Strategy<Value = OpAction> {
+    prop_oneof![
+        Just(OpAction::Freeze),
+        Just(OpAction::Unfreeze),
+        Just(OpAction::DrillAbort),
+        Just(OpAction::Approve { to: tid("t-p") }),
+        (any::<u32>(), any::<bool>()).prop_map(|(duration_ms, dry_run)| OpAction::Drill {
+            duration_ms,
+            dry_run
+        }),
+        any::<bool>().prop_map(|force| OpAction::Override {
+            desired: DesiredState::Failover { active: tid("t-s") },
+            force
+        }),
+    ]
+}
+
 // ---------------------------------------------------------------------------------------
 // The simulation
 
@@ -314,10 +364,11 @@ struct Sim {
     history: Vec<UnixMillis>,
     /// The model of the RPO memory: (standby, its lag) seen while the active was proven
     /// Healthy, since the last change of the active target.
-    lag_memory: Option<(TargetId, Option<u64>)>,
+    lag_memory: Option<(TargetId, Option<u64>, UnixMillis)>,
     /// The latest approval granted, until a change makes its target active (one approval,
     /// one move).
     unspent_approval: Option<Approval>,
+    drill: Option<DrillModel>,
     stats: Stats,
 }
 
@@ -339,6 +390,7 @@ impl Sim {
             history: Vec::new(),
             lag_memory: None,
             unspent_approval: None,
+            drill: None,
             stats: Stats::default(),
             spec,
         };
@@ -424,25 +476,124 @@ impl Sim {
                 }
             }
             Step::WritesFail(fail) => self.writes_fail = *fail,
+            Step::Drill {
+                duration_ms,
+                dry_run,
+            } => self.start_drill(*duration_ms, *dry_run)?,
+            Step::DrillEnd { by_check } => {
+                let end = if *by_check {
+                    let check = self.spec.targets()[self.spec.targets().len() - 1]
+                        .check
+                        .clone();
+                    self.state.drill_tick(self.now, Some(check))
+                } else {
+                    let cause = DrillEndCause::Aborted {
+                        by: operator(),
+                        seq: self.seq,
+                    };
+                    self.state
+                        .drill()
+                        .filter(|d| d.running(self.now))
+                        .cloned()
+                        .and_then(|_| self.state.end_drill(self.now, cause))
+                };
+                let now = self.now;
+                if *by_check {
+                    // A tick: a drill whose time is over ends as elapsed, not aborted.
+                    let overdue = self
+                        .drill
+                        .as_mut()
+                        .filter(|d| d.ended_at.is_none() && now >= d.ends_at);
+                    if let Some(d) = overdue {
+                        prop_assert_eq!(end.map(|e| e.at), Some(d.ends_at));
+                        d.ended_at = Some(d.ends_at);
+                        return Ok(());
+                    }
+                }
+                let model = self.drill.as_mut().filter(|d| d.running(now));
+                prop_assert_eq!(end.is_some(), model.is_some(), "abort of a running drill");
+                if let Some(d) = model {
+                    d.ended_at = Some(now);
+                }
+            }
             Step::Round => self.round()?,
         }
         Ok(())
     }
 
+    fn start_drill(&mut self, duration_ms: u64, dry_run: bool) -> Result<(), TestCaseError> {
+        let allowed = precheck(&self.spec, &self.state, &self.inputs(), self.now).is_ok();
+        if let (true, GateKind::Failover { primary, secondary }) = (allowed, self.spec.kind()) {
+            prop_assert!(self.drill.is_none(), "a second drill");
+            prop_assert!(self.state.frozen().is_none(), "a drill of a frozen gate");
+            prop_assert_eq!(active(self.state.current()), Some(&primary.id));
+            prop_assert!(self.proved(&secondary.check, State::Healthy));
+            prop_assert!(self.proved(&primary.check, State::Healthy));
+            let ends_at = self.now.plus(duration_ms);
+            self.state.start_drill(Drill {
+                by: operator(),
+                seq: self.seq,
+                started_at: self.now,
+                ends_at,
+                dry_run,
+                ended: None,
+            });
+            self.drill = Some(DrillModel {
+                seq: self.seq,
+                ends_at,
+                dry_run,
+                ended_at: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Before a round: a drill whose time is over ends (at its scheduled time).
+    fn drill_tick(&mut self) -> Result<(), TestCaseError> {
+        let end = self.state.drill_tick(self.now, None);
+        let now = self.now;
+        let due = self
+            .drill
+            .as_mut()
+            .filter(|d| d.ended_at.is_none() && now >= d.ends_at);
+        prop_assert_eq!(end.is_some(), due.is_some(), "drill end at its time");
+        if let Some(d) = due {
+            prop_assert_eq!(end.map(|e| e.at), Some(d.ends_at));
+            d.ended_at = Some(d.ends_at);
+        }
+        Ok(())
+    }
+
+    /// After a round: an ended drill is finished back at the primary, or after the grace.
+    fn drill_finish(&mut self) -> Result<(), TestCaseError> {
+        let done = self.state.finish_drill(&self.spec, self.now);
+        let normal = *self.state.current() == self.spec.normal_state();
+        let due = self.drill.is_some_and(|d| {
+            d.ended_at
+                .is_some_and(|e| normal || self.now > e.plus(DRILL_FAILBACK_GRACE_MS))
+        });
+        prop_assert_eq!(done.is_some(), due, "drill finish");
+        if due {
+            self.drill = None;
+        }
+        prop_assert_eq!(self.state.drill().is_some(), self.drill.is_some());
+        Ok(())
+    }
+
     fn inputs(&self) -> Inputs {
         let mut inputs = Inputs::new();
-        for (check, (state, proof)) in &self.decisions {
-            if self.forgotten.as_ref() == Some(check) {
+        for check in self.decisions.keys() {
+            let Some((state, proof)) = self.decision(check) else {
                 continue;
-            }
-            let healthy = *state == State::Healthy;
+            };
+            let healthy = state == State::Healthy;
             let cert = match proof {
                 Proof::Agreeing => Some(CERTS[&(check.clone(), healthy)].clone()),
                 Proof::Missing => None,
                 Proof::Contradicting => Some(CERTS[&(check.clone(), !healthy)].clone()),
                 Proof::Foreign => Some(CERTS[&("lag-s".to_owned(), healthy)].clone()),
             };
-            inputs.insert(cid(check), CheckInput::new(*state, cert));
+            inputs.insert(cid(check), CheckInput::new(state, cert));
         }
         for (check, lag) in &self.lags {
             let cert = CERTS[&(check.clone(), true)].clone();
@@ -454,19 +605,36 @@ impl Sim {
         inputs
     }
 
-    /// The input of `check` this round, if it has one.
-    fn decision(&self, check: &str) -> Option<&(State, Proof)> {
-        self.decisions
+    /// The input of `check` this round, if it has one. While a drill runs the agents vote its
+    /// primary Unhealthy, so the quorum decides it so (with a certificate).
+    fn decision(&self, check: &str) -> Option<(State, Proof)> {
+        let own = self
+            .decisions
             .get(check)
             .filter(|_| self.forgotten.as_deref() != Some(check))
+            .copied();
+        let drilled = match self.spec.kind() {
+            GateKind::Failover { primary, .. } => {
+                primary.check.as_str() == check && self.drill.is_some_and(|d| d.running(self.now))
+            }
+            GateKind::Weighted { .. } => false,
+        };
+        own.map(|o| {
+            if drilled {
+                (State::Unhealthy, Proof::Agreeing)
+            } else {
+                o
+            }
+        })
     }
 
     /// Proven `want` by quorum (decided so, with a certificate).
     fn proved(&self, check: &CheckId, want: State) -> bool {
-        self.decision(check.as_str()) == Some(&(want, Proof::Agreeing))
+        self.decision(check.as_str()) == Some((want, Proof::Agreeing))
     }
 
     fn round(&mut self) -> Result<(), TestCaseError> {
+        self.drill_tick()?;
         let inputs = self.inputs();
         let eval = evaluate(&self.spec, &self.state, &inputs, self.now);
         let again = evaluate(&self.spec, &self.state, &inputs, self.now);
@@ -482,6 +650,7 @@ impl Sim {
                 Authority::Approved(_) => "approved",
                 Authority::Override { force: false, .. } => "override",
                 Authority::Override { force: true, .. } => "forced_override",
+                Authority::Drill { .. } => "drill",
             });
             if !self.writes_fail {
                 let before = self.state.current().clone();
@@ -503,7 +672,7 @@ impl Sim {
         self.state.observe(&self.spec, &inputs, &eval, self.now);
         self.remember_lag();
         self.forgotten = None;
-        Ok(())
+        self.drill_finish()
     }
 
     fn remember_lag(&mut self) {
@@ -523,7 +692,13 @@ impl Sim {
                 .lag_check
                 .as_ref()
                 .and_then(|c| self.lags[c.as_str()]);
-            self.lag_memory = Some((standby.id.clone(), lag));
+            // A known lag measured within max_rpo_ms survives rounds without one.
+            let max = self.spec.policy().max_rpo_ms.unwrap_or(0);
+            let recent = matches!(&self.lag_memory,
+                Some((id, Some(_), at)) if *id == standby.id && self.now.since(*at) <= max);
+            if lag.is_some() || !recent {
+                self.lag_memory = Some((standby.id.clone(), lag, self.now));
+            }
         }
     }
 
@@ -559,7 +734,10 @@ impl Sim {
         prop_assert_eq!(&ch.from, state.current());
         prop_assert!(spec.check_shape(&ch.to).is_ok());
         prop_assert_ne!(&ch.from, &ch.to);
-        prop_assert_eq!(ch.mode, spec.mode());
+        let drill_dry = self.drill.is_some_and(|d| d.dry_run)
+            && !matches!(ch.authority, Authority::Override { .. });
+        let mode = if drill_dry { Mode::DryRun } else { spec.mode() };
+        prop_assert_eq!(ch.mode, mode);
         for cert in &ch.certificates {
             let v = verify_certificate(
                 &cert.to_bytes(),
@@ -568,7 +746,7 @@ impl Sim {
                 SKEW_MS,
             );
             prop_assert!(v.is_ok(), "{:?}", v);
-            let input = self.decision(cert.check.as_str()).copied();
+            let input = self.decision(cert.check.as_str());
             let fits = input.is_some_and(|(decided, proof)| {
                 proof == Proof::Agreeing && outcome(decided) == cert.outcome
             });
@@ -632,12 +810,33 @@ impl Sim {
             }
             _ => false,
         };
+        let drilled = match &ch.authority {
+            Authority::Drill { seq, .. } => {
+                let d = self.drill.as_ref();
+                let over = d.and_then(|d| d.ended_at);
+                prop_assert!(
+                    ch.reason == ChangeReason::Failback && *to == primary.id,
+                    "a drill authorised {:?}",
+                    ch.reason
+                );
+                prop_assert_eq!(d.map(|d| d.seq), Some(*seq));
+                prop_assert!(
+                    over.is_some_and(|e| self.now <= e.plus(DRILL_FAILBACK_GRACE_MS)),
+                    "drill authority outside its window: {:?} at {:?}",
+                    d,
+                    self.now
+                );
+                true
+            }
+            _ => false,
+        };
         if *to == primary.id && !policy.auto_failback {
-            prop_assert!(approved, "failback without approval");
+            prop_assert!(approved || drilled, "failback without approval");
         }
         let target = self.spec.target(to).unwrap();
         if let (Some(max), Some(_)) = (policy.max_rpo_ms, &target.lag_check) {
-            let within = matches!(&self.lag_memory, Some((id, Some(l))) if id == to && *l <= max);
+            let within =
+                matches!(&self.lag_memory, Some((id, Some(l), _)) if id == to && *l <= max);
             prop_assert!(
                 within || approved,
                 "RPO over the limit or unknown: {:?}",
@@ -654,7 +853,10 @@ impl Sim {
             prop_assert_eq!(h, &HoldReason::FailOpen);
         }
         let free = complete && !manual && self.state.frozen().is_none() && self.paced();
-        let all_proved = self.decisions.values().all(|(_, p)| *p == Proof::Agreeing);
+        let all_proved = self
+            .decisions
+            .keys()
+            .all(|c| self.decision(c).is_none_or(|(_, p)| p == Proof::Agreeing));
         if !(free && all_proved && !self.all_down()) {
             return Ok(());
         }
@@ -664,7 +866,7 @@ impl Sim {
                 let rpo_ok = match self.spec.policy().max_rpo_ms {
                     None => true,
                     Some(max) => {
-                        matches!(&self.lag_memory, Some((id, Some(l))) if *id == secondary.id && *l <= max)
+                        matches!(&self.lag_memory, Some((id, Some(l), _)) if *id == secondary.id && *l <= max)
                     }
                 };
                 active(state.current()) == Some(&primary.id)
@@ -704,6 +906,48 @@ proptest! {
         Sim::run(&s)?;
     }
 
+    /// Operator commands (drills included), mutated: decoding never panics, and whatever
+    /// decodes re-encodes to the same bytes (one byte form per command).
+    #[test]
+    fn untrusted_operator_command_bytes_never_panic_and_decode_canonically(
+        action in op_action(),
+        seq in any::<u64>(),
+        edits in vec((any::<Index>(), any::<u8>(), 0u8..3), 0..4),
+        cut in proptest::option::of(any::<Index>()),
+    ) {
+        use quorum::operator::codec::{decode_command, encode_command};
+        let cmd = quorum::OperatorCommand::new(
+            OperatorId::new("alice").unwrap(),
+            GateId::new("app").unwrap(),
+            action,
+            seq,
+            T0,
+            60_000,
+        )
+        .with_note("game day");
+        let mut bytes = encode_command(&cmd);
+        prop_assert_eq!(decode_command(&bytes), Ok(cmd.clone()));
+        for (at, value, how) in edits {
+            let i = at.index(bytes.len());
+            match how {
+                0 => bytes[i] = value,
+                1 => bytes.insert(i, value),
+                _ => {
+                    bytes.remove(i);
+                }
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        if let Ok(decoded) = decode_command(&bytes) {
+            prop_assert_eq!(encode_command(&decoded), bytes);
+        }
+    }
+
     #[test]
     fn untrusted_desired_state_bytes_never_panic_and_decode_canonically(
         bytes in vec(any::<u8>(), 0..96)
@@ -741,5 +985,5 @@ fn simulation_exercises_every_rule() {
             "never saw {code}: {total:?}"
         );
     }
-    assert_eq!(total.authorities.len(), 4, "{total:?}");
+    assert_eq!(total.authorities.len(), 5, "{total:?}");
 }

@@ -12,7 +12,8 @@
 //! 4. `frozen`: a frozen gate makes no automatic change.
 //! 5. Approval: failback without `auto_failback`, or an RPO over the limit or unknown, needs
 //!    an unexpired operator approval naming the target (`awaiting_approval`, `rpo_exceeded`,
-//!    `rpo_unknown`).
+//!    `rpo_unknown`). The failback that ends a game-day drill has the drill command's
+//!    authority instead ([`Authority::Drill`], see [`super::drill`]).
 //! 6. Pacing: `wait_period`, then `velocity`.
 
 use super::desired::DesiredState;
@@ -105,6 +106,9 @@ pub enum Authority {
         seq: u64,
         force: bool,
     },
+    /// The failback that ends a game-day drill: the signed drill command is its approval
+    /// (failback to the primary only, after the drill's end, within its grace).
+    Drill { by: OperatorId, seq: u64 },
 }
 
 /// Why a move needs an operator's approval.
@@ -308,19 +312,50 @@ fn plan(
         None => Authority::Automatic,
         Some((to, cause)) => match state.approval() {
             Some(a) if a.to == to && now <= a.expires_at => Authority::Approved(a.clone()),
-            _ => return Err(HoldReason::AwaitingApproval { to, cause }),
+            _ => match drill_failback(spec, state, &to, &cause, now) {
+                Some(authority) => authority,
+                None => return Err(HoldReason::AwaitingApproval { to, cause }),
+            },
         },
     };
     pacing(spec, state, now)?;
+    let mode = if state.drill_dry_run() {
+        Mode::DryRun
+    } else {
+        spec.mode()
+    };
     Ok(PlannedChange {
         gate: spec.id().clone(),
-        mode: spec.mode(),
+        mode,
         from: state.current().clone(),
         to: candidate.to,
         reason: candidate.reason,
         authority,
         certificates: candidate.certificates,
         rpo_lag_ms: candidate.rpo_lag_ms,
+    })
+}
+
+/// The drill's authority for the failback that ends it: only a failback (never an RPO
+/// approval), only to the primary, only after the drill's end and within its grace.
+fn drill_failback(
+    spec: &GateSpec,
+    state: &GateState,
+    to: &TargetId,
+    cause: &ApprovalCause,
+    now: UnixMillis,
+) -> Option<Authority> {
+    let GateKind::Failover { primary, .. } = spec.kind() else {
+        return None;
+    };
+    let d = state.drill()?;
+    let allowed = *cause == ApprovalCause::Failback
+        && *to == primary.id
+        && !d.running(now)
+        && now <= d.failback_until();
+    allowed.then(|| Authority::Drill {
+        by: d.by.clone(),
+        seq: d.seq,
     })
 }
 

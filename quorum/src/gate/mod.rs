@@ -23,7 +23,9 @@
 //! - [`spec`]: `GateSpec`, `GateKind`, `Target`, `GatePolicy`, `Mode` — validated on creation.
 //! - [`desired`]: `DesiredState`, its canonical bytes and SHA-256 digest (the fence's).
 //! - [`inputs`]: `Inputs`, `CheckInput` — what a gate reads from the engine.
-//! - [`state`]: `GateState` — current DNS, change times, freeze, approval, override, RPO memory.
+//! - [`state`]: `GateState` — current DNS, change times, freeze, approval, override, RPO memory,
+//!   the drill in force.
+//! - [`drill`]: game-day drills — `Drill`, `precheck`, the failback authority of a drill.
 //! - `evaluate` (module): the function [`evaluate`], `Evaluation`, `PlannedChange`,
 //!   `HoldReason` and the order of the rules; `failover` and `weighted` hold each kind's own
 //!   rules.
@@ -36,11 +38,14 @@
 //!   certificate — except a forced override.
 //! - Automatic changes respect `wait_period_ms` and `max_changes` per `window_ms`; a frozen
 //!   gate makes none; failback without `auto_failback`, and an RPO over the limit or unknown,
-//!   need an unexpired approval.
+//!   need an unexpired approval (a failback also the authority of the drill it ends, within
+//!   its grace).
+//! - A change is in dry-run mode when the gate is, or while a dry-run drill is in force.
 //! - Every certificate a change carries names the target's check and the outcome the change
 //!   relies on.
 
 pub mod desired;
+pub mod drill;
 mod evaluate;
 mod failover;
 pub mod inputs;
@@ -52,6 +57,10 @@ mod weighted;
 mod tests;
 
 pub use desired::{DesiredState, MAX_TARGETS};
+pub use drill::{
+    Drill, DrillEnd, DrillEndCause, DrillRefusal, FinishedDrill, DRILL_FAILBACK_GRACE_MS,
+    MAX_DRILL_MS,
+};
 pub use evaluate::{
     evaluate, ApprovalCause, Authority, ChangeReason, Evaluation, HoldReason, PlannedChange,
 };

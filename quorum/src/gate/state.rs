@@ -8,11 +8,12 @@
 use std::collections::VecDeque;
 
 use super::desired::DesiredState;
+use super::drill::{Drill, DrillEnd, DrillEndCause, FinishedDrill};
 use super::evaluate::{Authority, Evaluation, HoldReason, PlannedChange};
 use super::inputs::Inputs;
 use super::spec::{GateKind, GateSpec, StateError};
 use crate::decision::State;
-use crate::ids::{GateId, OperatorId, TargetId};
+use crate::ids::{CheckId, GateId, OperatorId, TargetId};
 use crate::time::UnixMillis;
 
 /// An operator's permission for a move the gate will not make on its own: a failover whose
@@ -54,6 +55,8 @@ pub struct LagMemory {
     pub target: TargetId,
     /// `None`: the standby's lag was unknown at that moment.
     pub lag_ms: Option<u64>,
+    /// When `lag_ms` was measured (a known lag is kept through rounds without one for at most
+    /// `max_rpo_ms`).
     pub at: UnixMillis,
 }
 
@@ -82,6 +85,8 @@ pub struct GateState {
     pending_override: Option<Override>,
     standby_lag: Option<LagMemory>,
     last_hold: Option<(HoldReason, UnixMillis)>,
+    /// A game-day drill, from its start until it is finished (see [`super::drill`]).
+    drill: Option<Drill>,
 }
 
 impl GateState {
@@ -106,6 +111,7 @@ impl GateState {
             pending_override: None,
             standby_lag: None,
             last_hold: None,
+            drill: None,
         }
     }
 
@@ -137,6 +143,16 @@ impl GateState {
     #[must_use]
     pub fn standby_lag(&self) -> Option<&LagMemory> {
         self.standby_lag.as_ref()
+    }
+    /// The drill in force: running, or ended and not yet finished.
+    #[must_use]
+    pub fn drill(&self) -> Option<&Drill> {
+        self.drill.as_ref()
+    }
+    /// Whether a dry-run drill is in force: every automatic change is then a dry run.
+    #[must_use]
+    pub fn drill_dry_run(&self) -> bool {
+        self.drill.as_ref().is_some_and(|d| d.dry_run)
     }
     /// The current hold and since when it has lasted (for status and alerts).
     #[must_use]
@@ -192,6 +208,45 @@ impl GateState {
     pub fn set_override(&mut self, o: Override, now: UnixMillis) {
         self.freeze(o.by.clone(), now);
         self.pending_override = Some(o);
+    }
+
+    /// Starts a drill (a verified command; [`super::drill::precheck`] decides whether it may).
+    pub fn start_drill(&mut self, drill: Drill) {
+        self.drill = Some(drill);
+    }
+
+    /// Ends the drill at `at` for `cause`, unless it has already ended. Returns the end.
+    pub fn end_drill(&mut self, at: UnixMillis, cause: DrillEndCause) -> Option<DrillEnd> {
+        let d = self.drill.as_mut().filter(|d| d.ended.is_none())?;
+        let end = DrillEnd { at, cause };
+        d.ended = Some(end.clone());
+        Some(end)
+    }
+
+    /// Ends a running drill whose time is over (at its scheduled end), or at once when
+    /// `abort` names a guarding check decided Unhealthy. Returns the end it just recorded.
+    pub fn drill_tick(&mut self, now: UnixMillis, abort: Option<CheckId>) -> Option<DrillEnd> {
+        let d = self.drill.as_ref().filter(|d| d.ended.is_none())?;
+        let ends_at = d.ends_at;
+        match abort {
+            Some(check) if now < ends_at => self.end_drill(now, DrillEndCause::AbortCheck(check)),
+            _ if now >= ends_at => self.end_drill(ends_at, DrillEndCause::Elapsed),
+            _ => None,
+        }
+    }
+
+    /// Removes an ended drill once the gate is back at its primary, or once its failback
+    /// grace is over. Call only when no write of the gate is in flight.
+    pub fn finish_drill(&mut self, spec: &GateSpec, now: UnixMillis) -> Option<FinishedDrill> {
+        let d = self.drill.as_ref().filter(|d| d.ended.is_some())?;
+        let back_at_primary = self.current == spec.normal_state();
+        if !back_at_primary && now <= d.failback_until() {
+            return None;
+        }
+        self.drill.take().map(|drill| FinishedDrill {
+            drill,
+            back_at_primary,
+        })
     }
 
     /// Records a change the caller has written (or, in dry-run, would have written).
@@ -285,11 +340,20 @@ impl GateState {
                 .as_ref()
                 .and_then(|c| inputs.get(c))
                 .and_then(|i| i.lag_ms);
-            self.standby_lag = Some(LagMemory {
-                target: standby.id.clone(),
-                lag_ms,
-                at: now,
+            // One round without a quorum on the lag (a probe timed out, a ballot lacked it)
+            // must not make a known RPO unknown: a lag measured within the last `max_rpo_ms`
+            // still vouches for it. Older than that, it no longer covers what was written since.
+            let max_rpo_ms = spec.policy().max_rpo_ms.unwrap_or(0);
+            let recent = self.standby_lag.as_ref().is_some_and(|m| {
+                m.target == standby.id && m.lag_ms.is_some() && now.since(m.at) <= max_rpo_ms
             });
+            if lag_ms.is_some() || !recent {
+                self.standby_lag = Some(LagMemory {
+                    target: standby.id.clone(),
+                    lag_ms,
+                    at: now,
+                });
+            }
         }
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! [`OperatorBook::handle`] checks, in order: size, decoding, known operator, signature,
 //! sequence (replay; a byte-identical resend is an idempotent duplicate so a CLI retry is
-//! harmless), clock (from the future, expired, validity longer than allowed), known gate and
-//! whether the action fits that gate. Each failure is a distinct [`CommandRejection`] with a
-//! stable metric label.
+//! harmless), clock (from the future, expired, validity longer than allowed), known gate,
+//! whether the action fits that gate (a drill no longer than `max_valid_for_ms`), and the
+//! caller's own check of the gate's state ([`OperatorBook::handle_checked`]: whether a drill
+//! may start now). Each failure is a distinct [`CommandRejection`] with a stable metric label,
+//! and a refused command does not consume its sequence number.
 //!
 //! Replay protection lives in memory. After a restart the agent seeds it with
 //! [`OperatorBook::restore_seq`] from its audit log; without that, a command could be
@@ -16,9 +18,9 @@ use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 
 use super::codec::{SignedCommand, MAX_COMMAND_BYTES};
-use super::{check_action, ActionError, VerifiedCommand};
+use super::{check_action, Action, ActionError, OperatorCommand, VerifiedCommand};
 use crate::codec::DecodeError;
-use crate::gate::GateSpec;
+use crate::gate::{DrillRefusal, GateSpec};
 use crate::ids::{GateId, OperatorId};
 use crate::time::UnixMillis;
 
@@ -80,6 +82,8 @@ pub enum CommandRejection {
     UnknownGate(GateId),
     #[error("gate {gate}: {why}")]
     InvalidAction { gate: GateId, why: ActionError },
+    #[error("gate {gate}: drill refused: {why}")]
+    DrillRefused { gate: GateId, why: DrillRefusal },
 }
 
 impl CommandRejection {
@@ -97,11 +101,12 @@ impl CommandRejection {
             CommandRejection::ValidityTooLong { .. } => "validity_too_long",
             CommandRejection::UnknownGate(_) => "unknown_gate",
             CommandRejection::InvalidAction { .. } => "invalid_action",
+            CommandRejection::DrillRefused { .. } => "drill_refused",
         }
     }
 
     /// Every label [`reason`](Self::reason) can return.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 11] = [
         "too_large",
         "decode",
         "unknown_operator",
@@ -112,6 +117,7 @@ impl CommandRejection {
         "validity_too_long",
         "unknown_gate",
         "invalid_action",
+        "drill_refused",
     ];
 }
 
@@ -180,6 +186,18 @@ impl OperatorBook {
         now: UnixMillis,
         wire: &[u8],
     ) -> Result<CommandAccepted, CommandRejection> {
+        self.handle_checked(now, wire, |_| Ok(()))
+    }
+
+    /// [`handle`](Self::handle), plus `check` — the caller's judgement of the gate's current
+    /// state (e.g. whether a drill may start) — run last, on a command that passed every
+    /// other check. A command `check` refuses is not recorded: its seq stays unused.
+    pub fn handle_checked(
+        &mut self,
+        now: UnixMillis,
+        wire: &[u8],
+        check: impl FnOnce(&OperatorCommand) -> Result<(), CommandRejection>,
+    ) -> Result<CommandAccepted, CommandRejection> {
         if wire.len() > MAX_COMMAND_BYTES {
             return Err(CommandRejection::TooLarge {
                 size: wire.len(),
@@ -216,6 +234,16 @@ impl OperatorBook {
             gate: command.gate.clone(),
             why,
         })?;
+        if let Action::Drill { duration_ms, .. } = command.action {
+            let (ms, max_ms) = (u64::from(duration_ms), self.config.max_valid_for_ms);
+            if ms > max_ms {
+                return Err(CommandRejection::InvalidAction {
+                    gate: command.gate.clone(),
+                    why: ActionError::DrillDuration { ms, max_ms },
+                });
+            }
+        }
+        check(&command)?;
         self.last.insert(operator, (command.seq, digest));
         Ok(CommandAccepted::New(Box::new(VerifiedCommand {
             command,
@@ -223,11 +251,7 @@ impl OperatorBook {
         })))
     }
 
-    fn check_time(
-        &self,
-        now: UnixMillis,
-        c: &super::OperatorCommand,
-    ) -> Result<(), CommandRejection> {
+    fn check_time(&self, now: UnixMillis, c: &OperatorCommand) -> Result<(), CommandRejection> {
         let operator = || c.operator.clone();
         let ahead_ms = c.issued_at.since(now);
         if ahead_ms > self.config.max_clock_skew_ms {

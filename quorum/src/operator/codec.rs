@@ -5,6 +5,7 @@
 //!            valid_for_ms:u32 action note:str16
 //! action   = 0 (freeze) | 1 (unfreeze) | 2 to:str8 (approve)
 //!          | 3 force:u8 desired (override; desired as in gate::desired)
+//!          | 4 duration_ms:u32 dry_run:u8 (drill) | 5 (drill abort)
 //! signed   = "QGX" version:u8(=1) command_len:u32 command signature:[64]
 //! ```
 //!
@@ -49,6 +50,15 @@ pub fn encode_command(cmd: &OperatorCommand) -> Vec<u8> {
             w.u8(u8::from(*force));
             desired.encode_into(&mut w);
         }
+        Action::Drill {
+            duration_ms,
+            dry_run,
+        } => {
+            w.u8(4);
+            w.u32(*duration_ms);
+            w.u8(u8::from(*dry_run));
+        }
+        Action::DrillAbort => w.u8(5),
     }
     w.str16(&cmd.note);
     w.buf
@@ -70,19 +80,19 @@ pub fn decode_command(bytes: &[u8]) -> Result<OperatorCommand, DecodeError> {
             to: id(r.str8("target")?, "target")?,
         },
         3 => {
-            let force = match r.u8()? {
-                0 => false,
-                1 => true,
-                value => {
-                    return Err(DecodeError::BadEnum {
-                        field: "force flag",
-                        value,
-                    })
-                }
-            };
+            let force = flag(&mut r, "force flag")?;
             let desired = DesiredState::decode_from(&mut r)?;
             Action::Override { desired, force }
         }
+        4 => {
+            let duration_ms = r.u32()?;
+            let dry_run = flag(&mut r, "dry-run flag")?;
+            Action::Drill {
+                duration_ms,
+                dry_run,
+            }
+        }
+        5 => Action::DrillAbort,
         value => {
             return Err(DecodeError::BadEnum {
                 field: "action",
@@ -108,6 +118,15 @@ pub fn decode_command(bytes: &[u8]) -> Result<OperatorCommand, DecodeError> {
         valid_for_ms,
         note: note.to_owned(),
     })
+}
+
+/// A boolean byte: 0 or 1, nothing else (one byte form per command).
+fn flag(r: &mut Reader<'_>, field: &'static str) -> Result<bool, DecodeError> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        value => Err(DecodeError::BadEnum { field, value }),
+    }
 }
 
 /// A command's canonical bytes and the operator's signature, as sent on the wire.

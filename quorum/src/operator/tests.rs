@@ -111,6 +111,21 @@ fn every_action() -> Vec<(&'static str, Action)> {
                 force: false,
             },
         ),
+        (
+            "app",
+            Action::Drill {
+                duration_ms: 600_000,
+                dry_run: false,
+            },
+        ),
+        (
+            "app",
+            Action::Drill {
+                duration_ms: 1,
+                dry_run: true,
+            },
+        ),
+        ("app", Action::DrillAbort),
     ]
 }
 
@@ -136,7 +151,7 @@ fn every_action_round_trips_and_is_accepted() {
             "retried send"
         );
     }
-    assert_eq!(b.last_seq(&OperatorId::new("alice").unwrap()), Some(5));
+    assert_eq!(b.last_seq(&OperatorId::new("alice").unwrap()), Some(8));
     let long = cmd("app", Action::Freeze, 1).with_note("é".repeat(200));
     assert_eq!(long.note.len(), MAX_NOTE_LEN);
     let mut bad = cmd("app", Action::Freeze, 1);
@@ -213,6 +228,22 @@ fn every_rejection_reason() {
             ),
             "invalid_action",
         ),
+        (
+            wire(&cmd("web", drill(60_000), 11), &alice_key()),
+            "invalid_action",
+        ),
+        (
+            wire(&cmd("web", Action::DrillAbort, 11), &alice_key()),
+            "invalid_action",
+        ),
+        (
+            wire(&cmd("app", drill(0), 11), &alice_key()),
+            "invalid_action",
+        ),
+        (
+            wire(&cmd("app", drill(600_001), 11), &alice_key()),
+            "invalid_action",
+        ),
     ];
     for (bytes, reason) in cases {
         let err = b.handle(NOW, &bytes).expect_err(reason);
@@ -232,6 +263,62 @@ fn every_rejection_reason() {
             .reason(),
         "replay"
     );
+}
+
+fn drill(duration_ms: u32) -> Action {
+    Action::Drill {
+        duration_ms,
+        dry_run: false,
+    }
+}
+
+#[test]
+fn a_drill_the_caller_refuses_changes_nothing_and_keeps_its_seq_free() {
+    let mut b = book();
+    let refuse = |_: &OperatorCommand| {
+        Err(CommandRejection::DrillRefused {
+            gate: GateId::new("app").unwrap(),
+            why: crate::gate::DrillRefusal::Frozen,
+        })
+    };
+    let w = wire(&cmd("app", drill(60_000), 3), &alice_key());
+    let err = b.handle_checked(NOW, &w, refuse).unwrap_err();
+    assert_eq!(err.reason(), "drill_refused");
+    assert!(err.to_string().contains("frozen"), "{err}");
+    assert!(CommandRejection::REASONS.contains(&err.reason()));
+    assert_eq!(b.last_seq(&OperatorId::new("alice").unwrap()), None);
+    // The same bytes, once the gate allows it: accepted (not a duplicate, not a replay).
+    assert!(matches!(
+        b.handle_checked(NOW, &w, |_| Ok(())),
+        Ok(CommandAccepted::New(_))
+    ));
+}
+
+#[test]
+fn drill_codec_is_canonical() {
+    let c = cmd(
+        "app",
+        Action::Drill {
+            duration_ms: 0x0102_0304,
+            dry_run: true,
+        },
+        1,
+    );
+    let bytes = encode_command(&c);
+    // ... action tag 4, duration (big-endian u32), dry-run flag, then the empty note.
+    assert!(bytes.ends_with(&[4, 1, 2, 3, 4, 1, 0, 0]), "{bytes:?}");
+    for flag in [2u8, 0xff] {
+        let mut bad = bytes.clone();
+        let at = bad.len() - 3;
+        bad[at] = flag;
+        assert!(decode_command(&bad).is_err(), "dry-run flag {flag}");
+    }
+    let abort = encode_command(&cmd("app", Action::DrillAbort, 1));
+    assert!(abort.ends_with(&[5, 0, 0]), "{abort:?}");
+    let mut unknown = abort.clone();
+    let at = unknown.len() - 3;
+    unknown[at] = 6;
+    assert!(decode_command(&unknown).is_err());
 }
 
 #[test]
@@ -357,11 +444,28 @@ fn commands_change_the_gate_state() {
     );
     let s = apply(5, Action::Unfreeze);
     assert!(s.pending_override().is_none() && s.frozen().is_none());
+    let s = apply(
+        6,
+        Action::Drill {
+            duration_ms: 60_000,
+            dry_run: true,
+        },
+    );
+    let d = s.drill().unwrap();
+    assert_eq!(
+        (d.seq, d.started_at, d.ends_at, d.dry_run, d.running(NOW)),
+        (6, NOW, NOW.plus(60_000), true, true)
+    );
+    let s = apply(7, Action::DrillAbort);
+    let end = s.drill().unwrap().ended.clone().unwrap();
+    assert_eq!(end.at, NOW);
+    assert_eq!(end.cause.code(), "aborted");
+    assert!(!s.drill().unwrap().running(NOW));
     // Applying to another gate's state is refused.
     let mut other = GateState::new(&weighted());
     let v = VerifiedCommand {
-        command: cmd("app", Action::Freeze, 6),
-        signed: SignedCommand::sign(&cmd("app", Action::Freeze, 6), &alice_key()).unwrap(),
+        command: cmd("app", Action::Freeze, 8),
+        signed: SignedCommand::sign(&cmd("app", Action::Freeze, 8), &alice_key()).unwrap(),
     };
     assert_eq!(
         v.apply_to(&weighted(), &mut other, NOW)

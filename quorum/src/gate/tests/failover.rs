@@ -466,3 +466,33 @@ fn restored_change_times_count_against_the_velocity_rule() {
         "failover"
     );
 }
+
+#[test]
+fn a_known_lag_survives_rounds_without_one_for_at_most_max_rpo() {
+    let spec = pair(GatePolicy {
+        max_rpo_ms: Some(5_000),
+        ..policy()
+    });
+    let healthy = |lag| inputs(&[(P, UP), (S, UP), (LAG, lagging(lag))]);
+    let lost = inputs(&[(P, DOWN), (S, UP), (LAG, lagging(None))]);
+
+    // A lag of 1 s, then one round where the quorum had no lag: still 1 s.
+    let mut state = GateState::new(&spec);
+    round(&spec, &mut state, &healthy(Some(1_000)), at(0));
+    round(&spec, &mut state, &healthy(None), at(1_000));
+    let m = state.standby_lag().unwrap();
+    assert_eq!((m.lag_ms, m.at), (Some(1_000), at(0)));
+    let e = round(&spec, &mut state, &lost, at(2_000));
+    assert_eq!(e.code(), "failover");
+
+    // Unknown for longer than max_rpo: the old measurement no longer covers the writes
+    // since, so the RPO is unknown.
+    let mut state = GateState::new(&spec);
+    round(&spec, &mut state, &healthy(Some(1_000)), at(0));
+    round(&spec, &mut state, &healthy(None), at(5_001));
+    assert_eq!(state.standby_lag().unwrap().lag_ms, None);
+    assert_eq!(
+        round(&spec, &mut state, &lost, at(6_000)).code(),
+        "rpo_unknown"
+    );
+}

@@ -1,6 +1,7 @@
 //! Table tests of the gate rules, one module per gate kind, on a fixed 3-member cluster whose
 //! certificates are real (signed, verifiable).
 
+mod drill;
 mod failover;
 mod spec;
 mod weighted;
