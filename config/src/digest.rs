@@ -26,9 +26,10 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::model::{
-    CheckConfig, GateConfig, MemberConfig, OperatorConfig, RecordAnswer, SharedConfig,
+    CheckConfig, GateConfig, MemberConfig, OperatorConfig, PromoteAction, RecordAnswer,
+    SharedConfig,
 };
-use crate::probe::{DbConnection, DnsRecordType, DnsTransport, ProbeSpec, TlsVerify};
+use crate::probe::{DbConnection, DnsRecordType, DnsTransport, ProbeSpec, RdsTarget, TlsVerify};
 
 const DOMAIN: &str = "quorumgate-config-digest-v1";
 
@@ -140,6 +141,35 @@ fn gate(c: &mut Canon, g: &GateConfig) {
         }
     };
     c.put(&format!("{p}.kind"), kind);
+    if let Some(pr) = &g.promote {
+        match &pr.action {
+            PromoteAction::RdsReadReplica { instance } => {
+                c.put(&format!("{p}.promote.rds_read_replica"), instance);
+            }
+            PromoteAction::AuroraFailover {
+                cluster,
+                target_instance,
+            } => {
+                c.put(&format!("{p}.promote.aurora_cluster"), cluster);
+                c.opt(
+                    &format!("{p}.promote.target_instance"),
+                    target_instance.as_ref(),
+                );
+            }
+        }
+        c.opt(&format!("{p}.promote.region"), pr.region.as_ref());
+        c.opt(
+            &format!("{p}.promote.endpoint_url"),
+            pr.endpoint_url.as_ref().map(url::Url::as_str),
+        );
+    }
+    let d = &g.drill;
+    c.opt(
+        &format!("{p}.drill.abort_check"),
+        d.abort_check.as_ref().map(quorum::CheckId::as_str),
+    );
+    c.opt(&format!("{p}.drill.rto_ms"), d.rto_ms);
+    c.opt(&format!("{p}.drill.rpo_ms"), d.rpo_ms);
     for t in &g.targets {
         let tp = format!("{p}.targets[{}]", t.id);
         match &t.answer {
@@ -243,6 +273,21 @@ fn probe(c: &mut Canon, p: &str, spec: &ProbeSpec) {
             c.put(&format!("{p}.engine"), l.engine.as_str());
             db_connection(c, &p, &l.conn);
             c.opt(&format!("{p}.max_lag_ms"), l.max_lag_ms);
+        }
+        ProbeSpec::Rds(r) => {
+            match &r.target {
+                RdsTarget::Instance(id) => c.put(&format!("{p}.instance"), id),
+                RdsTarget::Cluster { id, expect_writer } => {
+                    c.put(&format!("{p}.cluster"), id);
+                    c.opt(&format!("{p}.expect_writer"), expect_writer.as_ref());
+                }
+            }
+            c.opt(&format!("{p}.region"), r.region.as_ref());
+            c.opt(
+                &format!("{p}.endpoint_url"),
+                r.endpoint_url.as_ref().map(url::Url::as_str),
+            );
+            c.put(&format!("{p}.require_multi_az"), r.require_multi_az);
         }
     }
 }

@@ -58,7 +58,8 @@ pub use digest::digest_of;
 pub use errors::{ConfigErrors, FieldError};
 pub use load::{env_provider, ENV_NOT_SETTINGS, ENV_PREFIX, ENV_SEPARATOR};
 pub use model::{
-    CheckConfig, ClusterSettings, Config, ControlProbe, GateConfig, GateTargetConfig,
+    CheckConfig, ClusterSettings, Config, ControlProbe, DrillConfig, GateConfig, GateTargetConfig,
     HealthCheckSettings, HealthListener, LocalConfig, LogFormat, MemberConfig, OperatorConfig,
-    PeerTls, Plane, RecordAnswer, Route53Local, ServerTls, SharedConfig,
+    PeerTls, Plane, PromoteAction, PromoteConfig, RecordAnswer, Route53Local, ServerTls,
+    SharedConfig,
 };

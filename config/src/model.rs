@@ -262,6 +262,48 @@ pub struct GateConfig {
     pub writer_stagger_ms: u64,
     /// Data plane: the health checks `provision` creates.
     pub health_checks: HealthCheckSettings,
+    /// Control-plane failover gates: promote the standby database when failing over to the
+    /// secondary. `None` (the default): DNS only.
+    pub promote: Option<PromoteConfig>,
+    /// `[gates.drill]`: what guards the gate's game-day drills and what they must achieve.
+    pub drill: DrillConfig,
+}
+
+/// `[gates.drill]` of a control-plane failover gate (every field optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrillConfig {
+    /// A check whose Unhealthy decision ends a running drill at once (the secondary's own
+    /// check always does). Never the primary's check.
+    pub abort_check: Option<CheckId>,
+    /// Objective: drill start → the failover change INSYNC (or accepted) at most this long.
+    pub rto_ms: Option<u64>,
+    /// Objective: the secondary's replication lag at the failover at most this much (needs the
+    /// secondary's `lag_check`).
+    pub rpo_ms: Option<u64>,
+}
+
+/// `[gates.promote]`: what a failover to the secondary also does to the database, once, by the
+/// agent whose fenced batch won, after an audit record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromoteConfig {
+    pub action: PromoteAction,
+    /// `None`: the standard region chain.
+    pub region: Option<String>,
+    /// Endpoint override (an emulator, a VPC endpoint).
+    pub endpoint_url: Option<Url>,
+}
+
+/// The database action of a failover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PromoteAction {
+    /// `PromoteReadReplica` of this RDS instance (skipped when it is no read replica).
+    RdsReadReplica { instance: String },
+    /// `FailoverDBCluster` of this Aurora cluster, to `target_instance` when given (skipped
+    /// when that instance already is the writer).
+    AuroraFailover {
+        cluster: String,
+        target_instance: Option<String>,
+    },
 }
 
 impl GateConfig {

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use url::Url;
 
 mod db;
+mod rds;
 
 pub use db::{
     DbConnection, DbEngine, DbWriteProbe, PasswordSource, ReplicationLagProbe, Secret, SslMode,
     DEFAULT_HEARTBEAT_TABLE,
 };
+pub use rds::{RdsProbe, RdsTarget};
 
 /// What to probe and how to judge it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,10 +26,12 @@ pub enum ProbeSpec {
     Mysql(DbWriteProbe),
     /// Replication lag of a standby/replica (either engine).
     ReplicationLag(ReplicationLagProbe),
+    /// An RDS DB instance or DB cluster, through the RDS API.
+    Rds(RdsProbe),
 }
 
 impl ProbeSpec {
-    /// `http`, `tcp`, `dns`, `postgres`, `mysql` or `replication_lag`: a metric label.
+    /// `http`, `tcp`, `dns`, `postgres`, `mysql`, `replication_lag` or `rds`: a metric label.
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
@@ -37,6 +41,7 @@ impl ProbeSpec {
             ProbeSpec::Postgres(_) => "postgres",
             ProbeSpec::Mysql(_) => "mysql",
             ProbeSpec::ReplicationLag(_) => "replication_lag",
+            ProbeSpec::Rds(_) => "rds",
         }
     }
 }

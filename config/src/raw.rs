@@ -82,6 +82,28 @@ pub(crate) struct RawGate {
     pub health_check_failure_threshold: Option<u64>,
     pub health_check_regions: Option<Vec<String>>,
     pub targets: Option<Vec<Value>>,
+    pub promote: Option<RawPromote>,
+    pub drill: Option<RawDrill>,
+}
+
+/// `[gates.drill]`: game-day drills of a control-plane failover gate.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDrill {
+    pub abort_check: Option<Text>,
+    pub rto: Option<Dur>,
+    pub rpo: Option<Dur>,
+}
+
+/// `[gates.promote]`: promote the standby database as part of a failover (off when absent).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPromote {
+    pub rds_read_replica: Option<String>,
+    pub aurora_cluster: Option<String>,
+    pub target_instance: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
 }
 
 /// `[[gates.targets]]`.
@@ -171,6 +193,7 @@ pub(crate) struct RawCheck {
     pub postgres: Option<RawDb>,
     pub mysql: Option<RawDb>,
     pub replication_lag: Option<RawDb>,
+    pub rds: Option<RawRds>,
 }
 
 /// `[[local.control]]`: a probe of this agent's own network, not of the application.
@@ -185,6 +208,7 @@ pub(crate) struct RawControl {
     pub postgres: Option<RawDb>,
     pub mysql: Option<RawDb>,
     pub replication_lag: Option<RawDb>,
+    pub rds: Option<RawRds>,
 }
 
 /// The probe tables of a check or control probe. Adding a probe kind: a field here, in
@@ -197,6 +221,7 @@ pub(crate) struct RawProbes<'a> {
     pub postgres: Option<&'a RawDb>,
     pub mysql: Option<&'a RawDb>,
     pub replication_lag: Option<&'a RawDb>,
+    pub rds: Option<&'a RawRds>,
 }
 
 impl RawCheck {
@@ -208,6 +233,7 @@ impl RawCheck {
             postgres: self.postgres.as_ref(),
             mysql: self.mysql.as_ref(),
             replication_lag: self.replication_lag.as_ref(),
+            rds: self.rds.as_ref(),
         }
     }
 }
@@ -221,6 +247,7 @@ impl RawControl {
             postgres: self.postgres.as_ref(),
             mysql: self.mysql.as_ref(),
             replication_lag: self.replication_lag.as_ref(),
+            rds: self.rds.as_ref(),
         }
     }
 }
@@ -304,6 +331,18 @@ impl fmt::Debug for RawDb {
             .field("max_lag", &self.max_lag)
             .finish()
     }
+}
+
+/// `[checks.rds]`: an RDS DB instance or DB cluster through the RDS API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRds {
+    pub instance: Option<String>,
+    pub cluster: Option<String>,
+    pub expect_writer: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub require_multi_az: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -642,3 +642,102 @@ fn env_cannot_patch_a_gate_and_says_so() {
         Ok(())
     });
 }
+
+/// `[gates.promote]`: parsed on a control-plane failover gate, refused elsewhere, and in the
+/// digest.
+#[test]
+fn promote_is_a_control_plane_failover_option() {
+    use crate::{PromoteAction, PromoteConfig};
+    let cfg = ok(&with_db(&[Set(
+        "gates.2.promote",
+        r#"{ rds_read_replica = "Orders-Replica", region = "us-east-1" }"#,
+    )]));
+    assert_eq!(
+        cfg.shared.gates[2].promote,
+        Some(PromoteConfig {
+            action: PromoteAction::RdsReadReplica {
+                instance: "orders-replica".into()
+            },
+            region: Some("us-east-1".into()),
+            endpoint_url: None,
+        })
+    );
+    let aurora = ok(&with_db(&[Set(
+        "gates.2.promote",
+        r#"{ aurora_cluster = "orders", target_instance = "orders-2", endpoint_url = "http://127.0.0.1:5000" }"#,
+    )]));
+    assert!(matches!(
+        &aurora.shared.gates[2].promote,
+        Some(PromoteConfig { action: PromoteAction::AuroraFailover { cluster, target_instance: Some(t) }, endpoint_url: Some(_), .. })
+            if cluster == "orders" && t == "orders-2"
+    ));
+    assert_ne!(
+        cfg.digest, aurora.digest,
+        "the promotion is part of the shared config"
+    );
+    assert_ne!(cfg.digest, ok(&with_db(&[])).digest);
+
+    let cases: Vec<(Vec<Edit<'static>>, &str, &str)> = vec![
+        (
+            vec![Set("gates.0.promote", r#"{ rds_read_replica = "r" }"#)],
+            "gates[0].promote",
+            "data-plane gate",
+        ),
+        (
+            vec![Set("gates.1.promote", r#"{ rds_read_replica = "r" }"#)],
+            "gates[1].promote",
+            "only a failover gate",
+        ),
+        (
+            with_db(&[Set("gates.2.promote", "{}")]),
+            "gates[2].promote",
+            "exactly one of rds_read_replica and aurora_cluster",
+        ),
+        (
+            with_db(&[Set(
+                "gates.2.promote",
+                r#"{ rds_read_replica = "r", aurora_cluster = "c" }"#,
+            )]),
+            "gates[2].promote",
+            "exactly one of",
+        ),
+        (
+            with_db(&[Set(
+                "gates.2.promote",
+                r#"{ rds_read_replica = "1bad--id" }"#,
+            )]),
+            "gates[2].promote.rds_read_replica",
+            "not an RDS identifier",
+        ),
+        (
+            with_db(&[Set(
+                "gates.2.promote",
+                r#"{ rds_read_replica = "r", target_instance = "t" }"#,
+            )]),
+            "gates[2].promote.target_instance",
+            "aurora_cluster only",
+        ),
+        (
+            with_db(&[Set(
+                "gates.2.promote",
+                r#"{ aurora_cluster = "c", region = "moon" }"#,
+            )]),
+            "gates[2].promote.region",
+            "not an AWS region code",
+        ),
+        (
+            with_db(&[Set(
+                "gates.2.promote",
+                r#"{ aurora_cluster = "c", endpoint_url = "rds" }"#,
+            )]),
+            "gates[2].promote.endpoint_url",
+            "not a URL",
+        ),
+        (
+            with_db(&[Set("gates.2.promote", r#"{ rds_instance = "r" }"#)]),
+            "gates[2].promote.rds_instance",
+            "unknown key",
+        ),
+    ];
+    assert_cases(cases.iter().map(|(e, p, m)| (e.as_slice(), *p, *m)));
+}

@@ -5,8 +5,10 @@
 
 mod db;
 mod digest;
+mod drill;
 mod gates;
 mod layering;
+mod rds;
 mod report;
 mod rules;
 
@@ -305,7 +307,8 @@ fn shipped_example_parses() {
             "dns",
             "postgres",
             "replication_lag",
-            "mysql"
+            "mysql",
+            "rds"
         ]
     );
     assert_eq!(c.local.control.len(), 2);

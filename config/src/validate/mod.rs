@@ -16,6 +16,7 @@ mod gates;
 mod local;
 mod operators;
 mod probe;
+mod rds;
 mod route53;
 
 use figment::value::Value;

@@ -1,9 +1,9 @@
-//! Probe tables (`http`, `tcp`, `dns`, and the database tables of [`db`]) of checks and control
-//! probes → [`ProbeSpec`].
+//! Probe tables (`http`, `tcp`, `dns`, the database tables of [`db`] and the `rds` table of
+//! [`rds`]) of checks and control probes → [`ProbeSpec`].
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::db;
+use super::{db, rds};
 use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::parse::{
@@ -34,6 +34,7 @@ pub(super) fn probe(
         ("postgres", raw.postgres.is_some()),
         ("mysql", raw.mysql.is_some()),
         ("replication_lag", raw.replication_lag.is_some()),
+        ("rds", raw.rds.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -48,7 +49,7 @@ pub(super) fn probe(
                     "has no probe",
                     format!(
                         "add exactly one of the tables [{table}.http], [{table}.tcp], [{table}.dns], \
-                         [{table}.postgres], [{table}.mysql] or [{table}.replication_lag]"
+                         [{table}.postgres], [{table}.mysql], [{table}.replication_lag] or [{table}.rds]"
                     ),
                 );
             }
@@ -84,15 +85,25 @@ pub(super) fn probe(
         .map(ProbeSpec::Postgres)
     } else if let Some(d) = raw.mysql {
         db::write(d, DbEngine::Mysql, timeout_ms, &p.key("mysql"), report).map(ProbeSpec::Mysql)
+    } else if let Some(d) = raw.replication_lag {
+        db::lag(d, timeout_ms, &p.key("replication_lag"), report).map(ProbeSpec::ReplicationLag)
     } else {
-        raw.replication_lag
-            .and_then(|d| db::lag(d, timeout_ms, &p.key("replication_lag"), report))
-            .map(ProbeSpec::ReplicationLag)
+        raw.rds
+            .and_then(|r| rds::rds(r, &p.key("rds"), report))
+            .map(ProbeSpec::Rds)
     }
 }
 
 /// Every probe table's key.
-const KINDS: [&str; 6] = ["http", "tcp", "dns", "postgres", "mysql", "replication_lag"];
+const KINDS: [&str; 7] = [
+    "http",
+    "tcp",
+    "dns",
+    "postgres",
+    "mysql",
+    "replication_lag",
+    "rds",
+];
 
 fn http(
     raw: &RawHttp,

@@ -5,6 +5,8 @@
 //! the field that causes it, and holds the rules that need more than the gate's own fields:
 //! what its plane requires (members' `health_url`), distinct answers, one gate per record.
 
+mod drill;
+mod promote;
 mod rules;
 mod targets;
 
@@ -148,6 +150,7 @@ fn gate(
     };
     let targets = targets::targets(raw.targets.as_deref(), ctx, &targets_path, report);
     let gate_kind = kind.and_then(|k| targets::kind(k, &targets, &targets_path, report));
+    let promote = promote::promote(raw.promote.as_ref(), plane, kind, &p.key("promote"), report);
     if let Some(plane) = plane {
         plane_rules(raw, plane, kind, &targets, members, p, report);
     }
@@ -161,6 +164,16 @@ fn gate(
             .ok(),
         _ => None,
     };
+
+    let drill = drill::drill(
+        raw.drill.as_ref(),
+        plane,
+        kind,
+        spec.as_ref(),
+        checks,
+        &p.key("drill"),
+        report,
+    );
 
     let config = (|| {
         let spec = spec?;
@@ -183,6 +196,8 @@ fn gate(
                 .collect(),
             writer_stagger_ms: stagger?,
             health_checks: health_checks?,
+            promote: promote?,
+            drill: drill?,
             spec,
         })
     })();

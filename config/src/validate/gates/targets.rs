@@ -172,7 +172,7 @@ fn target(
 }
 
 /// A check id that must name one of the `[[checks]]`.
-fn check_ref(
+pub(super) fn check_ref(
     raw: &Text,
     checks: Option<&[CheckConfig]>,
     p: &FieldPath,
