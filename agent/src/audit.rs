@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use quorum::{AgentId, ConfigDigest, Membership, UnixMillis};
+use quorum::{AgentId, ConfigDigest, Membership, OperatorId, UnixMillis, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -127,6 +127,48 @@ impl AuditLog {
     }
 }
 
+/// The log shared by everything in the agent that acts (decisions, gate writes, operator
+/// commands). Take the lock only around an append; never across an await.
+pub type SharedAudit = std::sync::Arc<std::sync::Mutex<AuditLog>>;
+
+/// Appends to a shared log (poisoning is ignored: a panicked appender left at worst a torn
+/// last line, which [`AuditLog::open`] rejects at the next start).
+pub fn append_shared(
+    log: &SharedAudit,
+    at: UnixMillis,
+    event: &str,
+    body: Value,
+) -> Result<Record, AuditError> {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .append(at, event, body)
+}
+
+/// Every record of a log, in order, after checking its chain (for replay at start-up).
+pub fn read_records(path: &Path) -> Result<Vec<Record>, AuditError> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(AuditError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    chain_tail(&text[..])?;
+    text.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_slice(line).map_err(|e| AuditError::Corrupt {
+                line: i as u64,
+                why: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Walks a log, checking the chain; returns the next seq and the last line's hash.
 fn chain_tail(reader: impl BufRead) -> Result<(u64, String), AuditError> {
     let mut prev = GENESIS.to_owned();
@@ -167,15 +209,28 @@ fn chain_tail(reader: impl BufRead) -> Result<(u64, String), AuditError> {
 pub struct Summary {
     pub records: u64,
     pub certificates: u64,
+    /// Signed operator commands whose signature verified.
+    pub commands: u64,
 }
 
-/// Verifies the whole chain and every certificate in it.
-pub fn verify_file(
-    path: &Path,
-    membership: &Membership,
-    digest: &ConfigDigest,
-    skew_ms: u64,
-) -> Result<Summary, AuditError> {
+/// What a log is verified against: the configured members (certificates) and operators
+/// (signed commands).
+#[derive(Debug, Clone, Copy)]
+pub struct Trust<'a> {
+    pub membership: &'a Membership,
+    pub digest: &'a ConfigDigest,
+    pub skew_ms: u64,
+    pub operators: &'a [(OperatorId, VerifyingKey)],
+}
+
+/// Verifies the whole chain, every certificate and every signed operator command in it.
+pub fn verify_file(path: &Path, trust: &Trust<'_>) -> Result<Summary, AuditError> {
+    let Trust {
+        membership,
+        digest,
+        skew_ms,
+        operators,
+    } = *trust;
     let io = |source| AuditError::Io {
         path: path.to_owned(),
         source,
@@ -183,6 +238,7 @@ pub fn verify_file(
     let text = std::fs::read(path).map_err(io)?;
     let (records, _) = chain_tail(&text[..])?;
     let mut certificates = 0;
+    let mut commands = 0;
     for (i, line) in text
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
@@ -205,11 +261,62 @@ pub fn verify_file(
             })?;
             certificates += 1;
         }
+        if record.event == "operator_command" {
+            verify_command(&record, operators)?;
+            commands += 1;
+        }
     }
     Ok(Summary {
         records,
         certificates,
+        commands,
     })
+}
+
+/// An `operator_command` record's `signed` field must be a command signed by the operator
+/// it names, about the gate and action the record names.
+fn verify_command(
+    record: &Record,
+    operators: &[(OperatorId, VerifyingKey)],
+) -> Result<(), AuditError> {
+    let corrupt = |why: String| AuditError::Corrupt {
+        line: record.seq,
+        why,
+    };
+    let signed = record
+        .body
+        .get("signed")
+        .and_then(Value::as_str)
+        .ok_or_else(|| corrupt("operator command without its signed form".into()))?;
+    let wire = STANDARD
+        .decode(signed)
+        .map_err(|e| corrupt(format!("signed command is not base64: {e}")))?;
+    let signed = quorum::operator::SignedCommand::from_wire(&wire)
+        .map_err(|e| corrupt(format!("signed command does not decode: {e}")))?;
+    let command = signed
+        .decode_unverified()
+        .map_err(|e| corrupt(format!("signed command does not decode: {e}")))?;
+    let key = operators
+        .iter()
+        .find(|(id, _)| *id == command.operator)
+        .map(|(_, k)| k)
+        .ok_or_else(|| corrupt(format!("operator {} is not configured", command.operator)))?;
+    if !signed.verifies_with(key) {
+        return Err(corrupt(format!(
+            "command signature of operator {} does not verify",
+            command.operator
+        )));
+    }
+    let named = |field: &str| record.body.get(field).and_then(Value::as_str);
+    if named("gate") != Some(command.gate.as_str())
+        || named("action") != Some(command.action.as_str())
+        || named("operator") != Some(command.operator.as_str())
+    {
+        return Err(corrupt(
+            "the record's gate, action or operator differ from the signed command".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn certificate_fields(body: &Value) -> Vec<&str> {
@@ -237,6 +344,15 @@ mod tests {
         SigningKey, Status,
     };
     use serde_json::json;
+
+    fn trust<'a>(membership: &'a Membership, digest: &'a ConfigDigest) -> Trust<'a> {
+        Trust {
+            membership,
+            digest,
+            skew_ms: 1000,
+            operators: &[],
+        }
+    }
 
     fn members() -> (Membership, Vec<SigningKey>) {
         let keys: Vec<SigningKey> = (1..=3).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
@@ -315,12 +431,13 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.seq, 2);
-        let summary = verify_file(&path, &membership, &digest, 1000).unwrap();
+        let summary = verify_file(&path, &trust(&membership, &digest)).unwrap();
         assert_eq!(
             summary,
             Summary {
                 records: 3,
-                certificates: 2
+                certificates: 2,
+                commands: 0
             }
         );
 
@@ -331,17 +448,17 @@ mod tests {
             text.replacen("\"version\":\"x\"", "\"version\":\"y\"", 1),
         )
         .unwrap();
-        let err = verify_file(&path, &membership, &digest, 1000).unwrap_err();
+        let err = verify_file(&path, &trust(&membership, &digest)).unwrap_err();
         assert!(matches!(err, AuditError::Corrupt { line: 1, .. }), "{err}");
 
         // A dropped line is caught too.
         let lines: Vec<&str> = text.lines().collect();
         std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
-        assert!(verify_file(&path, &membership, &digest, 1000).is_err());
+        assert!(verify_file(&path, &trust(&membership, &digest)).is_err());
 
         // A certificate under another digest does not verify.
         std::fs::write(&path, &text).unwrap();
-        assert!(verify_file(&path, &membership, &ConfigDigest([5; 32]), 1000).is_err());
-        assert!(verify_file(&path, &membership, &digest, 1000).is_ok());
+        assert!(verify_file(&path, &trust(&membership, &ConfigDigest([5; 32]))).is_err());
+        assert!(verify_file(&path, &trust(&membership, &digest)).is_ok());
     }
 }

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use config::Config;
 use url::Url;
 
+pub use crate::operator_cli::OperatorArgs;
 use crate::status::Status;
 use crate::{keys, net, tls};
 
@@ -57,6 +58,12 @@ pub enum Command {
         /// CA bundle to verify an HTTPS agent with.
         #[arg(long)]
         ca_file: Option<PathBuf>,
+        /// Client certificate (PEM) for an agent that requires mutual TLS.
+        #[arg(long, requires = "key_file")]
+        cert_file: Option<PathBuf>,
+        /// The client certificate's private key (PEM).
+        #[arg(long, requires = "cert_file")]
+        key_file: Option<PathBuf>,
         /// Print the raw JSON document.
         #[arg(long)]
         json: bool,
@@ -71,6 +78,74 @@ pub enum Command {
         /// An audit log (`{state_dir}/audit.jsonl`): checks its hash chain and every certificate.
         #[arg(long)]
         audit: Option<PathBuf>,
+    },
+    /// Stop automatic changes of a control-plane gate (signed; sent to every agent).
+    Freeze {
+        #[command(flatten)]
+        args: OperatorArgs,
+    },
+    /// Return a frozen gate to automatic control (clears a pending override).
+    Unfreeze {
+        #[command(flatten)]
+        args: OperatorArgs,
+    },
+    /// Allow a move the rules hold for an operator: failback (default: to the primary) or a
+    /// failover whose replication lag is over max_rpo or unknown (--to the secondary).
+    Approve {
+        #[command(flatten)]
+        args: OperatorArgs,
+        /// The target that may become active (default: the failover gate's primary).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Break-glass: set the gate's DNS state by hand (and freeze it). Without --force the
+    /// target must still be Healthy by quorum.
+    Override {
+        #[command(flatten)]
+        args: OperatorArgs,
+        /// Failover gate: the target to make active.
+        #[arg(long, conflicts_with = "weights")]
+        active: Option<String>,
+        /// Weighted gate: every target's weight, e.g. use1=100,usw2=0.
+        #[arg(long, value_delimiter = ',')]
+        weights: Vec<String>,
+        /// Even to a target the quorum does not consider Healthy.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Game day: practise a failover of a control-plane failover gate and its failback through
+    /// the quorum, safety rules and fence; measure every phase and write a report.
+    Drill {
+        #[command(flatten)]
+        args: crate::drill::command::DrillArgs,
+    },
+    /// Re-send a signed operator command saved with --save (to agents that missed it).
+    Resend {
+        #[arg(long, short, env = "QUORUMGATE_CONFIG")]
+        config: PathBuf,
+        /// The file written by --save.
+        file: PathBuf,
+        /// Send to these agent base URLs instead of every member's `url`.
+        #[arg(long = "agent-url")]
+        agent_urls: Vec<Url>,
+    },
+    /// Show how Route 53 differs from the config's gates (health checks and records), per
+    /// object and field; change nothing.
+    Plan {
+        #[arg(long, short, env = "QUORUMGATE_CONFIG")]
+        config: PathBuf,
+        /// Exit 2 when there are changes, 0 when none (1 on errors), like terraform.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Create or update the data plane's Route 53 health checks and records (idempotent), or
+    /// print them as Terraform.
+    Provision {
+        #[arg(long, short, env = "QUORUMGATE_CONFIG")]
+        config: PathBuf,
+        /// Print the same objects as Terraform HCL instead (no API call, no credentials).
+        #[arg(long)]
+        terraform: bool,
     },
     /// Run a local three-agent demo cluster against a demo app, on loopback, and narrate it.
     Demo {
@@ -139,12 +214,23 @@ pub fn keygen(out: &Path, tls_dir: Option<&Path>, names: &[String]) -> anyhow::R
 /// `quorumgate verify --audit`.
 pub fn verify_audit(config: &Path, audit: &Path) -> anyhow::Result<ExitCode> {
     let cfg = load_for_verify(config)?;
-    let skew = cfg.shared.cluster.max_clock_skew_ms;
-    match crate::audit::verify_file(audit, &cfg.shared.membership, &cfg.digest, skew) {
+    let operators: Vec<_> = cfg
+        .shared
+        .operators
+        .iter()
+        .map(|o| (o.id.clone(), o.public_key))
+        .collect();
+    let trust = crate::audit::Trust {
+        membership: &cfg.shared.membership,
+        digest: &cfg.digest,
+        skew_ms: cfg.shared.cluster.max_clock_skew_ms,
+        operators: &operators,
+    };
+    match crate::audit::verify_file(audit, &trust) {
         Ok(s) => {
             println!(
-                "VALID: {} records, hash chain intact, {} certificates verified",
-                s.records, s.certificates
+                "VALID: {} records, hash chain intact, {} certificates and {} operator commands verified",
+                s.records, s.certificates, s.commands
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -210,9 +296,14 @@ pub async fn fetch_status(
 }
 
 /// `quorumgate status`.
-pub async fn status(url: &Url, ca_file: Option<&Path>, json: bool) -> anyhow::Result<()> {
+pub async fn status(
+    url: &Url,
+    ca_file: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+    json: bool,
+) -> anyhow::Result<()> {
     tls::install_crypto_provider();
-    let tls = tls::client_config(ca_file, None)?;
+    let tls = tls::client_config(ca_file, identity)?;
     let doc = fetch_status(url, tls, Duration::from_secs(5)).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -228,6 +319,29 @@ fn ago(now: u64, then: u64) -> String {
         format!("{:.1}s ago", ms as f64 / 1000.0)
     } else {
         format!("{}s ago", ms / 1000)
+    }
+}
+
+/// A gate's drill, in one phrase of the status table.
+fn drill_detail(now: u64, d: &crate::status::DrillStatus) -> String {
+    let dry = if d.dry_run { " (dry run)" } else { "" };
+    match d.state.as_str() {
+        "running" => format!(
+            "DRILL {}{dry} by {} running, ends in {}s",
+            d.seq,
+            d.by,
+            d.ends_at_ms.saturating_sub(now) / 1000
+        ),
+        "ended" => format!(
+            "DRILL {}{dry} ended ({}), failing back",
+            d.seq,
+            d.end_cause.as_deref().unwrap_or("?")
+        ),
+        _ => format!(
+            "last drill {}{dry}: {}",
+            d.seq,
+            d.result.as_deref().unwrap_or("being judged")
+        ),
     }
 }
 
@@ -302,6 +416,49 @@ pub fn render_status(s: &Status) -> String {
             ago(s.now_ms, c.since_ms),
             votes.join(" ")
         );
+    }
+    if !s.gates.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n{:<14} {:<8} {:<24} {:<6} {:<18} DETAIL",
+            "GATE", "MODE", "DNS", "EPOCH", "EVALUATION"
+        );
+        for g in &s.gates {
+            let mut detail = Vec::new();
+            if g.alert {
+                detail.push("ALERT".to_owned());
+            }
+            if let (Some(hold), Some(since)) = (&g.hold, g.hold_since_ms) {
+                if g.last_evaluation != "no_change" {
+                    detail.push(format!("{hold} (since {})", ago(s.now_ms, since)));
+                }
+            }
+            if let Some(by) = &g.frozen_by {
+                detail.push(format!("frozen by {by}"));
+            }
+            if let Some(a) = &g.approval {
+                detail.push(format!("approved: {a}"));
+            }
+            if let Some(d) = &g.drill {
+                detail.push(drill_detail(s.now_ms, d));
+            }
+            if let Some(out) = &g.last_outcome {
+                detail.push(format!("last: {out}"));
+            }
+            if !g.synced {
+                detail.push("not yet read from Route 53".to_owned());
+            }
+            let _ = writeln!(
+                o,
+                "{:<14} {:<8} {:<24} {:<6} {:<18} {}",
+                g.id,
+                g.mode,
+                g.current,
+                g.epoch,
+                g.last_evaluation,
+                detail.join("; ")
+            );
+        }
     }
     if !s.rejected.is_empty() {
         let parts: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();

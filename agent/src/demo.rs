@@ -184,7 +184,7 @@ impl Cluster {
         let exe = std::env::current_exe().context("locating the quorumgate binary")?;
         let mut agents = Vec::new();
         for a in &written.agents {
-            let child = devcluster::spawn(&exe, a)?;
+            let child = devcluster::spawn(&exe, a, &[])?;
             agents.push(Agent {
                 id: a.id.clone(),
                 url: a.url.clone(),

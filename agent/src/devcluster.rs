@@ -30,6 +30,11 @@ pub struct Spec {
     pub tls: bool,
     /// Extra TOML appended to one agent's `[local]` section, by agent id.
     pub extra_local: Vec<(String, String)>,
+    /// Extra shared TOML (more checks, gates, operators), placed before `[local]` in every
+    /// agent's config.
+    pub extra_shared: String,
+    /// Environment variables for the agent processes (e.g. AWS credentials for an emulator).
+    pub env: Vec<(String, String)>,
     pub log_level: String,
 }
 
@@ -56,6 +61,8 @@ impl Spec {
             hold_down_ms: 1_000,
             tls: false,
             extra_local: Vec::new(),
+            extra_shared: String::new(),
+            env: Vec::new(),
             log_level: "info".to_owned(),
         }
     }
@@ -124,7 +131,9 @@ hold_down = "{hold}ms"
 url = "{target}"
 expect_status = [200]
 body_contains = "ok"
+{extra}
 "#,
+        extra = spec.extra_shared,
         round = spec.round_ms,
         valid = spec.round_ms * 4,
         peer = (spec.round_ms * 2 / 3).max(1),
@@ -187,8 +196,9 @@ body_contains = "ok"
     Ok(Cluster { agents, client_tls })
 }
 
-/// Starts `exe agent --config …` for `agent`, logging to its log file; killed on drop.
-pub fn spawn(exe: &Path, agent: &Agent) -> anyhow::Result<Child> {
+/// Starts `exe agent --config …` for `agent` with `env` added to its environment, logging
+/// to its log file; killed on drop.
+pub fn spawn(exe: &Path, agent: &Agent, env: &[(String, String)]) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -197,6 +207,7 @@ pub fn spawn(exe: &Path, agent: &Agent) -> anyhow::Result<Child> {
         .arg("agent")
         .arg("--config")
         .arg(&agent.config_path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

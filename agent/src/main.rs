@@ -6,8 +6,10 @@ use std::sync::Arc;
 use clap::Parser as _;
 use quorumgate::cli::{self, Cli, Command};
 use quorumgate::clock::SystemClock;
+use quorumgate::operator_cli::{self, Requested};
 use quorumgate::run::{self, AgentParts};
-use quorumgate::{demo, telemetry};
+use quorumgate::sdnotify::Notifier;
+use quorumgate::{demo, provision, telemetry};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -32,10 +34,63 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }),
-        Command::Status { url, ca_file, json } => report(
-            runtime().and_then(|rt| rt.block_on(cli::status(&url, ca_file.as_deref(), json))),
-        ),
+        Command::Status {
+            url,
+            ca_file,
+            cert_file,
+            key_file,
+            json,
+        } => {
+            let identity = cert_file.as_deref().zip(key_file.as_deref());
+            report(
+                runtime().and_then(|rt| {
+                    rt.block_on(cli::status(&url, ca_file.as_deref(), identity, json))
+                }),
+            )
+        }
         Command::Agent { config } => report(runtime().and_then(|rt| rt.block_on(agent(&config)))),
+        Command::Freeze { args } => operator(&args, Requested::Freeze),
+        Command::Unfreeze { args } => operator(&args, Requested::Unfreeze),
+        Command::Approve { args, to } => operator(&args, Requested::Approve { to }),
+        Command::Override {
+            args,
+            active,
+            weights,
+            force,
+        } => operator(
+            &args,
+            Requested::Override {
+                active,
+                weights,
+                force,
+            },
+        ),
+        Command::Drill { args } => {
+            exit(runtime().and_then(|rt| rt.block_on(quorumgate::drill::command::run(&args))))
+        }
+        Command::Resend {
+            config,
+            file,
+            agent_urls,
+        } => exit(
+            runtime().and_then(|rt| rt.block_on(operator_cli::resend(&config, &file, &agent_urls))),
+        ),
+        Command::Plan {
+            config,
+            detailed_exitcode,
+        } => exit(runtime().and_then(|rt| {
+            rt.block_on(provision::command::plan_command(&config, detailed_exitcode))
+        })),
+        Command::Provision {
+            config,
+            terraform: true,
+        } => report(provision::command::terraform_command(&config)),
+        Command::Provision {
+            config,
+            terraform: false,
+        } => report(
+            runtime().and_then(|rt| rt.block_on(provision::command::provision_command(&config))),
+        ),
         Command::Demo { fast, dir } => {
             report(runtime().and_then(|rt| rt.block_on(demo::run(fast, dir))))
         }
@@ -46,6 +101,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+fn operator(args: &operator_cli::OperatorArgs, requested: Requested) -> ExitCode {
+    exit(runtime().and_then(|rt| rt.block_on(operator_cli::run(args, requested))))
+}
+
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -90,6 +156,7 @@ async fn agent(path: &std::path::Path) -> anyhow::Result<()> {
         listener,
         shutdown,
         metrics: Some(metrics),
+        notify: Notifier::from_env(),
     })
     .await
 }

@@ -14,7 +14,8 @@ use quorum::{
     SignedBallot, SigningKey, State, Status, Transition, UnixMillis,
 };
 
-use crate::audit::AuditLog;
+use crate::audit::{self, SharedAudit};
+use crate::drill::{DrillBoard, DrillVote};
 use crate::probe::ProbeOutcome;
 use crate::status::{
     BallotSummary, CheckStatus, ControlStatus, MemberStatus, ObservationStatus,
@@ -66,8 +67,10 @@ pub struct Node {
     last_rejection: Option<String>,
     rounds: u64,
     ready: bool,
-    audit: Option<AuditLog>,
+    audit: Option<SharedAudit>,
     last_round_at: Option<UnixMillis>,
+    /// Checks a game-day drill tells this agent to treat as failed.
+    drills: Option<DrillBoard>,
 }
 
 impl Node {
@@ -100,6 +103,7 @@ impl Node {
             ready: false,
             audit: None,
             last_round_at: None,
+            drills: None,
         }
     }
 
@@ -176,10 +180,23 @@ impl Node {
             .map(|_| AbstainCause::Overrun)
     }
 
+    /// Reads game-day drills from `board` from now on (see [`crate::drill`]).
+    pub fn set_drill_board(&mut self, board: DrillBoard) {
+        self.drills = Some(board);
+    }
+
     /// This round's vote for each check: the latest observation, turned into an abstention
-    /// when there is none yet, when it is stale, or when it accuses while we abstain.
+    /// when there is none yet, when it is stale, or when it accuses while we abstain. A
+    /// drilled check's Healthy observation becomes an Unhealthy vote with reason `drill`
+    /// (before the abstention rule, so an agent that cannot see does not accuse for a drill
+    /// either); a real Unhealthy observation stays what it is.
     fn votes(&self, now: UnixMillis) -> Vec<Observation> {
         let cause = self.abstain_cause(now);
+        let drills = self
+            .drills
+            .as_ref()
+            .map(|b| b.active(now))
+            .unwrap_or_default();
         let round = self.cfg.shared.cluster.round_interval_ms;
         self.cfg
             .shared
@@ -196,12 +213,18 @@ impl Node {
                 Some(o) if now.since(o.observed_at) > 2 * c.interval_ms + c.timeout_ms + round => {
                     abstain(o, Reason::from_static("stale"), "last result too old")
                 }
-                Some(o) => match &cause {
-                    Some(cause) if o.status == Status::Unhealthy => {
-                        abstain(o, cause.reason(), &cause.describe())
+                Some(o) => {
+                    let o = match drills.get(&c.id) {
+                        Some(d) if o.status == Status::Healthy => drilled(o, d),
+                        _ => o.clone(),
+                    };
+                    match &cause {
+                        Some(cause) if o.status == Status::Unhealthy => {
+                            abstain(&o, cause.reason(), &cause.describe())
+                        }
+                        _ => o,
                     }
-                    _ => o.clone(),
-                },
+                }
             })
             .collect()
     }
@@ -277,7 +300,7 @@ impl Node {
     }
 
     /// Uses `log` for decision records from now on.
-    pub fn set_audit(&mut self, log: AuditLog) {
+    pub fn set_audit(&mut self, log: SharedAudit) {
         self.audit = Some(log);
     }
 
@@ -285,7 +308,7 @@ impl Node {
     /// answer reflects the new state before its record is on disk. A failed append does not
     /// stop the data-plane answer (that would override the quorum) but is logged and counted.
     fn audit_transition(&mut self, now: UnixMillis, tr: &Transition) {
-        let Some(log) = self.audit.as_mut() else {
+        let Some(log) = self.audit.as_ref() else {
             return;
         };
         let body = serde_json::json!({
@@ -296,7 +319,7 @@ impl Node {
             "certificate": STANDARD.encode(tr.certificate.to_bytes()),
             "certificate_sha256": tr.certificate.digest_hex(),
         });
-        if let Err(e) = log.append(now, "transition", body) {
+        if let Err(e) = audit::append_shared(log, now, "transition", body) {
             metrics::counter!(t::AUDIT_ERRORS).increment(1);
             tracing::error!(error = %e, check = %tr.check, "could not persist the transition to the audit log");
         }
@@ -370,6 +393,12 @@ impl Node {
             .collect()
     }
 
+    /// What the gates read after a round: every check's decided state, certificate and lag.
+    #[must_use]
+    pub fn gate_inputs(&self) -> quorum::gate::Inputs {
+        quorum::gate::Inputs::from_engine(&self.engine)
+    }
+
     /// Whether each member's latest ballot counts at `now`.
     #[must_use]
     pub fn live_members(&self, now: UnixMillis) -> BTreeMap<AgentId, bool> {
@@ -428,6 +457,7 @@ impl Node {
             .filter_map(|c| self.check_status(c, now))
             .collect();
         StatusDoc {
+            gates: Vec::new(),
             agent: cfg.local.agent_id.to_string(),
             region: cfg
                 .member(&cfg.local.agent_id)
@@ -519,6 +549,16 @@ fn abstain(o: &Observation, reason: Reason, why: &str) -> Observation {
     a.status = Status::Abstain;
     a.reason = reason;
     a
+}
+
+fn drilled(o: &Observation, d: &DrillVote) -> Observation {
+    let mut v = o.clone().with_detail(format!(
+        "drill {} of gate {} by {}; saw {} {}",
+        d.seq, d.gate, d.by, o.reason, o.detail
+    ));
+    v.status = Status::Unhealthy;
+    v.reason = Reason::from_static("drill");
+    v
 }
 
 fn state_gauge(s: State) -> f64 {
@@ -670,6 +710,58 @@ key_file = "/nonexistent"
         node.record_check(app(), &outcome(false), T0.plus(3_000));
         node.round(T0.plus(3_000), &key);
         assert_eq!(own_vote(&node).status, Status::Unhealthy);
+    }
+
+    #[test]
+    fn a_drilled_check_votes_unhealthy_unless_real_or_abstaining() {
+        let (cfg, key) = single_member(true);
+        let mut node = Node::new(cfg, T0);
+        let board = DrillBoard::default();
+        node.set_drill_board(board.clone());
+        board.set(
+            app(),
+            DrillVote {
+                gate: quorum::GateId::new("app").expect("gate"),
+                by: quorum::OperatorId::new("alice").expect("op"),
+                seq: 7,
+                until: T0.plus(2_500),
+            },
+        );
+        node.record_check(app(), &outcome(true), T0);
+        node.round(T0, &key);
+        let vote = own_vote(&node);
+        assert_eq!(
+            (vote.status, vote.reason.as_str()),
+            (Status::Unhealthy, "drill")
+        );
+        assert!(
+            vote.detail.contains("drill 7 of gate app by alice; saw ok"),
+            "{}",
+            vote.detail
+        );
+
+        node.record_check(app(), &outcome(false), T0.plus(1_000));
+        node.round(T0.plus(1_000), &key);
+        let vote = own_vote(&node);
+        assert_eq!(
+            (vote.status, vote.reason.as_str()),
+            (Status::Unhealthy, "status"),
+            "a real failure stays real"
+        );
+
+        node.record_control("vpc".to_owned(), outcome(false), T0.plus(2_000));
+        node.record_check(app(), &outcome(true), T0.plus(2_000));
+        node.round(T0.plus(2_000), &key);
+        assert_eq!(
+            own_vote(&node).reason.as_str(),
+            "control_failed",
+            "an agent that cannot see does not accuse, not even for a drill"
+        );
+
+        node.record_control("vpc".to_owned(), outcome(true), T0.plus(3_000));
+        node.record_check(app(), &outcome(true), T0.plus(3_000));
+        node.round(T0.plus(3_000), &key);
+        assert_eq!(own_vote(&node).status, Status::Healthy, "the drill is over");
     }
 
     #[test]

@@ -16,13 +16,17 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::AuditLog;
+use crate::audit::{self, AuditLog};
 use crate::clock::SharedClock;
 use crate::exchange::Exchange;
+use crate::gates::promote::{Promoter, SdkPromoter};
+use crate::gates::{DriverOptions, GateDriver};
 use crate::keys;
 use crate::node::Node;
 use crate::probe::Prober;
+use crate::route53::{Route53Api, SdkOptions, SdkRoute53};
 use crate::scheduler::{self, ProbeKey, ProbeReport, ScheduledProbe};
+use crate::sdnotify::{Lifecycle, Notifier};
 use crate::server::{self, ServerCtx, Surface};
 use crate::tls;
 
@@ -35,6 +39,9 @@ pub struct AgentParts {
     pub listener: TcpListener,
     pub shutdown: CancellationToken,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// systemd notification (`READY=1`, `WATCHDOG=1`, `STOPPING=1`); `Notifier::disabled()`
+    /// outside systemd.
+    pub notify: Notifier,
 }
 
 /// Loads the signing key and checks it belongs to the configured member.
@@ -62,6 +69,7 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         listener,
         shutdown,
         metrics,
+        notify,
     } = parts;
     let key = load_own_key(&config)?;
     let cfg = Arc::new(config);
@@ -83,14 +91,22 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
     };
     let peer_tls = tls::client_config(local.peer_tls.ca_file.as_deref(), identity)?;
 
-    let mut audit = AuditLog::open(&local.state_dir.join("audit.jsonl"), local.agent_id.clone())?;
+    let audit_path = local.state_dir.join("audit.jsonl");
+    let mut audit = AuditLog::open(&audit_path, local.agent_id.clone())?;
+    let history = audit::read_records(&audit_path)?;
     audit.append(
         clock.now(),
         "started",
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "config_digest": cfg.digest.to_hex() }),
     )?;
+    let audit = Arc::new(Mutex::new(audit));
     let mut node = Node::new(Arc::clone(&cfg), clock.now());
-    node.set_audit(audit);
+    node.set_audit(Arc::clone(&audit));
+    let gates = gate_driver(&cfg, Arc::clone(&audit), Arc::clone(&clock)).await?;
+    if let Some(g) = &gates {
+        g.replay(&history);
+        node.set_drill_board(g.drill_board());
+    }
     let node = Arc::new(Mutex::new(node));
     let round = Duration::from_millis(cfg.shared.cluster.round_interval_ms);
     let ctx = Arc::new(ServerCtx {
@@ -99,6 +115,7 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         metrics,
         max_body_bytes: cfg.shared.cluster.max_ballot_bytes,
         liveness_ms: 5 * cfg.shared.cluster.round_interval_ms + 5_000,
+        gates: gates.clone(),
     });
     let addr = listener.local_addr()?;
     let mut servers = vec![tokio::spawn(server::serve(
@@ -129,6 +146,9 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         )));
     }
     tracing::info!(%addr, agent = %local.agent_id, digest = %cfg.digest, "agent listening");
+    // systemd: READY=1 after the first round, WATCHDOG=1 from the loop below, STOPPING=1.
+    let mut sd = Lifecycle::new(notify);
+    sd.status(&format!("listening on {addr}; waiting for the first round"));
     for w in &cfg.warnings {
         tracing::warn!(path = %w.path, fix = %w.fix, "config: {}", w.problem);
     }
@@ -166,6 +186,7 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
+            () = sd.watchdog_due() => sd.ping_watchdog(),
             Some(report) = rx.recv() => record(&node, report),
             tick = ticker.tick() => {
                 let now = clock.now();
@@ -179,8 +200,14 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
                     n.record_overrun(at);
                 }
                 let (wire, _transitions) = n.round(now, &key);
-                let stale = exchange.stale_peers(&n.live_members(now));
+                let live = n.live_members(now);
+                sd.after_round(&n, &live);
+                let stale = exchange.stale_peers(&live);
+                let inputs = gates.as_ref().map(|_| n.gate_inputs());
                 drop(n);
+                if let (Some(g), Some(inputs)) = (&gates, inputs) {
+                    g.on_round(now, &inputs, writer_rank(&cfg, &live));
+                }
                 exchange.push_all(&wire);
                 if !stale.is_empty() {
                     let ex = Arc::clone(&exchange);
@@ -189,11 +216,73 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
             }
         }
     }
+    sd.stopping();
     tracing::info!("shutting down");
     for s in servers {
         let _ = s.await;
     }
     Ok(())
+}
+
+/// The control-plane gates, with a Route 53 client when any gate is live; `None` without
+/// control-plane gates.
+async fn gate_driver(
+    cfg: &Config,
+    audit: audit::SharedAudit,
+    clock: SharedClock,
+) -> anyhow::Result<Option<Arc<GateDriver>>> {
+    let control = cfg
+        .shared
+        .gates
+        .iter()
+        .filter(|g| g.plane == config::Plane::Control);
+    if control.clone().next().is_none() {
+        return Ok(None);
+    }
+    let live = control
+        .clone()
+        .any(|g| g.spec.mode() == quorum::gate::Mode::Live);
+    let api: Option<Arc<dyn Route53Api>> = if live {
+        let options = SdkOptions::from_config(&cfg.local.route53);
+        Some(Arc::new(SdkRoute53::load(options).await))
+    } else {
+        None
+    };
+    let options = DriverOptions {
+        writer: crate::route53::WriterOptions {
+            insync_timeout: Duration::from_millis(cfg.local.route53.insync_timeout_ms),
+            ..crate::route53::WriterOptions::default()
+        },
+        ..DriverOptions::default()
+    };
+    let mut promoters: std::collections::BTreeMap<quorum::GateId, Arc<dyn Promoter>> =
+        std::collections::BTreeMap::new();
+    for g in control.clone() {
+        if let (Some(p), quorum::gate::Mode::Live) = (&g.promote, g.spec.mode()) {
+            let attempt = Duration::from_millis(cfg.local.route53.attempt_timeout_ms);
+            let promoter = SdkPromoter::load(p, attempt)
+                .await
+                .map_err(|f| anyhow::anyhow!("gates[{}].promote: {}", g.spec.id(), f.detail))?;
+            promoters.insert(g.spec.id().clone(), Arc::new(promoter));
+        }
+    }
+    let driver = GateDriver::new(cfg, api, promoters, Some(audit), clock, options)?;
+    for g in control {
+        tracing::info!(gate = %g.spec.id(), mode = g.spec.mode().as_str(), zone = %g.zone_name, record = %g.record_name, "control-plane gate");
+    }
+    Ok(Some(Arc::new(driver)))
+}
+
+/// This agent's place among the members whose ballots are live, in membership rank order:
+/// 0 is the preferred writer, who goes first; the others wait rank × `writer_stagger`.
+fn writer_rank(cfg: &Config, live: &std::collections::BTreeMap<quorum::AgentId, bool>) -> usize {
+    let membership = &cfg.shared.membership;
+    let Some(mine) = membership.rank(&cfg.local.agent_id) else {
+        return 0;
+    };
+    live.iter()
+        .filter(|(id, is_live)| **is_live && membership.rank(id).is_some_and(|r| r < mine))
+        .count()
 }
 
 fn record(node: &Mutex<Node>, report: ProbeReport) {

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bundle;
 use crate::clock::SharedClock;
+use crate::gates::{CommandOutcome, GateDriver};
 use crate::node::Node;
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +52,8 @@ pub struct ServerCtx {
     pub max_body_bytes: usize,
     /// `/livez` fails when no round ran for this long.
     pub liveness_ms: u64,
+    /// Control-plane gates and operator commands; `None` when no gate is configured.
+    pub gates: Option<Arc<GateDriver>>,
 }
 
 type Body = Full<Bytes>;
@@ -151,12 +154,18 @@ pub async fn route(ctx: &ServerCtx, surface: Surface, req: Request<Incoming>) ->
             health(ctx, &p["/v1/health/".len()..])
         }
         (Method::POST, "/v1/ballots") => post_ballot(ctx, req).await,
+        (Method::POST, "/v1/operator") => post_operator(ctx, req).await,
         (Method::GET, "/v1/ballots") => get_ballots(ctx),
         (Method::GET, "/v1/status") => status(ctx),
+        (Method::GET, "/v1/audit") => audit(ctx, req.uri().query()).await,
         (Method::GET, "/metrics") => metrics(ctx),
         (Method::GET | Method::HEAD, "/livez") => livez(ctx),
         (Method::GET | Method::HEAD, "/readyz") => readyz(ctx),
-        (_, "/v1/ballots" | "/v1/status" | "/metrics" | "/livez" | "/readyz") => text(
+        (
+            _,
+            "/v1/ballots" | "/v1/operator" | "/v1/status" | "/v1/audit" | "/metrics" | "/livez"
+            | "/readyz",
+        ) => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".to_owned(),
         ),
@@ -185,44 +194,62 @@ fn health(ctx: &ServerCtx, check: &str) -> Response<Body> {
     }
 }
 
-async fn post_ballot(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> {
-    let limit = ctx.max_body_bytes;
+/// Why a request body was not read.
+enum BodyError {
+    /// Over the limit (declared or actual); the detail says which.
+    TooLarge(String),
+    Other(Response<Body>),
+}
+
+/// Reads a request body of at most `limit` bytes within [`BODY_READ_TIMEOUT`].
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, BodyError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        lock(ctx).reject_transport(
-            "too_large",
-            format!("declared {} bytes, limit {limit}", declared.unwrap_or(0)),
-        );
-        return text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("rejected: too_large: limit {limit} bytes\n"),
-        );
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        return Err(BodyError::TooLarge(format!(
+            "declared {n} bytes, limit {limit}"
+        )));
     }
     let body = tokio::time::timeout(
         BODY_READ_TIMEOUT,
         Limited::new(req.into_body(), limit).collect(),
     )
     .await;
-    let bytes = match body {
-        Ok(Ok(b)) => b.to_bytes(),
+    match body {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            lock(ctx).reject_transport("too_large", format!("body over {limit} bytes"));
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("rejected: too_large: limit {limit} bytes\n"),
-            );
+            Err(BodyError::TooLarge(format!("body over {limit} bytes")))
         }
-        Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("body read failed: {e}\n")),
-        Err(_) => {
-            return text(
-                StatusCode::REQUEST_TIMEOUT,
-                "body read timed out\n".to_owned(),
-            )
+        Ok(Err(e)) => Err(BodyError::Other(text(
+            StatusCode::BAD_REQUEST,
+            format!("body read failed: {e}\n"),
+        ))),
+        Err(_) => Err(BodyError::Other(text(
+            StatusCode::REQUEST_TIMEOUT,
+            "body read timed out\n".to_owned(),
+        ))),
+    }
+}
+
+fn too_large(limit: usize) -> Response<Body> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("rejected: too_large: limit {limit} bytes\n"),
+    )
+}
+
+async fn post_ballot(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> {
+    let limit = ctx.max_body_bytes;
+    let bytes = match read_body(req, limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge(detail)) => {
+            lock(ctx).reject_transport("too_large", detail);
+            return too_large(limit);
         }
+        Err(BodyError::Other(resp)) => return resp,
     };
     let now = ctx.clock.now();
     let result = lock(ctx).receive(now, &bytes, "push");
@@ -236,6 +263,42 @@ async fn post_ballot(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> 
     }
 }
 
+/// `POST /v1/operator`: a signed operator command (freeze, unfreeze, approve, override).
+/// The signature, not the transport, carries the authority; every refusal is counted.
+async fn post_operator(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> {
+    let Some(gates) = &ctx.gates else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "rejected: unknown_gate: this cluster has no control-plane gates\n".to_owned(),
+        );
+    };
+    let limit = quorum::operator::MAX_COMMAND_BYTES;
+    let bytes = match read_body(req, limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge(detail)) => {
+            metrics::counter!(crate::telemetry::OPERATOR_COMMANDS, "result" => "too_large")
+                .increment(1);
+            tracing::warn!(%detail, "operator command refused: too large");
+            return too_large(limit);
+        }
+        Err(BodyError::Other(resp)) => return resp,
+    };
+    match gates.handle_command(ctx.clock.now(), &bytes) {
+        Ok(CommandOutcome::Applied { gate, action }) => {
+            text(StatusCode::OK, format!("applied: {action} {gate}\n"))
+        }
+        Ok(CommandOutcome::Duplicate) => text(StatusCode::OK, "duplicate\n".to_owned()),
+        Err(crate::gates::CommandError::Audit(e)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not applied: audit log unavailable: {e}\n"),
+        ),
+        Err(e) => text(
+            StatusCode::FORBIDDEN,
+            format!("rejected: {}: {e}\n", e.reason()),
+        ),
+    }
+}
+
 fn get_ballots(ctx: &ServerCtx) -> Response<Body> {
     let body = bundle::encode(&lock(ctx).ballots());
     respond(StatusCode::OK, "application/octet-stream", body.into())
@@ -243,13 +306,31 @@ fn get_ballots(ctx: &ServerCtx) -> Response<Body> {
 
 fn status(ctx: &ServerCtx) -> Response<Body> {
     let now = ctx.clock.now();
-    let doc = lock(ctx).status(now);
+    let mut doc = lock(ctx).status(now);
+    if let Some(g) = &ctx.gates {
+        doc.gates = g.status(now);
+    }
     match serde_json::to_vec_pretty(&doc) {
         Ok(json) => respond(StatusCode::OK, "application/json", json.into()),
         Err(e) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("status encoding failed: {e}\n"),
         ),
+    }
+}
+
+/// `GET /v1/audit?since=<unix ms>[&limit=N]`: this agent's audit records since then (JSON),
+/// for `quorumgate drill`'s report. Full surface only, like everything but health.
+async fn audit(ctx: &ServerCtx, query: Option<&str>) -> Response<Body> {
+    let Some(gates) = &ctx.gates else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "no audit records served: this cluster has no control-plane gates\n".to_owned(),
+        );
+    };
+    match gates.audit_since(query).await {
+        Ok(json) => respond(StatusCode::OK, "application/json", json.into()),
+        Err((code, why)) => text(code, format!("{why}\n")),
     }
 }
 

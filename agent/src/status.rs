@@ -26,6 +26,63 @@ pub struct Status {
     /// Ballots rejected since start, by reason.
     pub rejected: BTreeMap<String, u64>,
     pub last_rejection: Option<String>,
+    /// Control-plane gates (absent in documents from older agents).
+    #[serde(default)]
+    pub gates: Vec<GateStatus>,
+}
+
+/// One control-plane gate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GateStatus {
+    pub id: String,
+    pub plane: String,
+    /// `live` or `dry-run`.
+    pub mode: String,
+    /// The DNS state as last written, read back, or (dry-run) simulated.
+    pub current: String,
+    pub epoch: u64,
+    /// False until Route 53 was read (live gates act only after that).
+    pub synced: bool,
+    /// A read or write is in flight.
+    pub busy: bool,
+    /// The last evaluation's code: a change reason or a hold reason.
+    pub last_evaluation: String,
+    pub hold: Option<String>,
+    pub hold_since_ms: Option<u64>,
+    /// The hold needs an operator (fail open, min_serving, approval).
+    pub alert: bool,
+    pub frozen_by: Option<String>,
+    pub approval: Option<String>,
+    /// Changes applied (or simulated) since start.
+    pub changes: u64,
+    pub last_change_ms: Option<u64>,
+    pub last_outcome: Option<String>,
+    /// After a failed Route 53 call: no new attempt before this time.
+    pub retry_at_ms: Option<u64>,
+    pub now_ms: u64,
+    /// The drill in force, else the last finished one (absent from older agents).
+    #[serde(default)]
+    pub drill: Option<DrillStatus>,
+}
+
+/// A game-day drill of a gate (`quorumgate drill`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DrillStatus {
+    /// The drill command's seq.
+    pub seq: u64,
+    pub by: String,
+    pub started_at_ms: u64,
+    pub ends_at_ms: u64,
+    pub dry_run: bool,
+    /// `running`, `ended` (failing back) or `finished`.
+    pub state: String,
+    pub ended_at_ms: Option<u64>,
+    /// `elapsed`, `aborted` or `abort_check`.
+    pub end_cause: Option<String>,
+    /// Finished: the gate was back at its primary.
+    pub back_at_primary: Option<bool>,
+    /// Finished and judged by this agent: `pass` or `fail`.
+    pub result: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -14,6 +14,12 @@ pub const PEER_PULL: &str = "quorumgate_peer_pull_total";
 pub const AUDIT_ERRORS: &str = "quorumgate_audit_errors_total";
 pub const BUILD_INFO: &str = "quorumgate_build_info";
 pub const REPLICATION_LAG: &str = "quorumgate_replication_lag_seconds";
+pub const GATE_CHANGES: &str = "quorumgate_gate_changes_total";
+pub const GATE_HOLD: &str = "quorumgate_gate_hold";
+pub const GATE_ALERT: &str = "quorumgate_gate_alert";
+pub const GATE_EPOCH: &str = "quorumgate_gate_fence_epoch";
+pub const OPERATOR_COMMANDS: &str = "quorumgate_operator_commands_total";
+pub const GATE_PROMOTIONS: &str = "quorumgate_gate_promotions_total";
 
 /// Installs the Prometheus recorder for this process and describes our metrics.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -23,6 +29,31 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         ])?
         .install_recorder()?;
     metrics::describe_counter!(BALLOTS_ACCEPTED, "Ballots accepted, by issuing member");
+    metrics::describe_counter!(
+        GATE_CHANGES,
+        "Gate changes decided, by gate, mode (live, dry-run) and result (applied, \
+         already_in_place, stale, lost_race, dry_run, unavailable, …)"
+    );
+    metrics::describe_gauge!(
+        GATE_HOLD,
+        "1 for the reason a gate currently holds (no_change, fail_open, frozen, velocity, …)"
+    );
+    metrics::describe_gauge!(
+        GATE_ALERT,
+        "1 while a gate cannot do what the decisions ask (fail_open, min_serving, awaiting \
+         approval, unknown check): page someone"
+    );
+    metrics::describe_gauge!(GATE_EPOCH, "The gate's fence epoch as last read or written");
+    metrics::describe_counter!(
+        OPERATOR_COMMANDS,
+        "Signed operator commands received, by result (accepted, duplicate, or the rejection reason)"
+    );
+    metrics::describe_counter!(
+        GATE_PROMOTIONS,
+        "Database promotions run by a gate's failover, by result (started, already_done, error)"
+    );
+    crate::route53::describe_metrics();
+    crate::drill::describe_metrics();
     metrics::describe_counter!(BALLOTS_REJECTED, "Ballots rejected on receipt, by reason");
     metrics::describe_gauge!(DECISION, "Decided state per check: 1 healthy, 0 unhealthy");
     metrics::describe_gauge!(

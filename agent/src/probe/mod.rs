@@ -25,17 +25,24 @@
 //! Database probes (`postgres`, `mysql`, `replication_lag`) add `auth`, `read_only`,
 //! `lock_timeout`, `disk_full`, `no_table`, `no_heartbeat` and `lag`; see [`db`].
 //!
+//! The `rds` probe (the RDS API's view of a DB instance or cluster) adds `status` (detail
+//! `status=modifying`), `no_writer`, `writer_changed`, `not_multi_az`, `not_found`, `auth` and
+//! `throttled`; see [`rds`].
+//!
 //! # Layout
 //! - [`http`], [`tcp`], [`dns`]: one module per kind, each a plain async function.
 //! - [`postgres`], [`mysql`]: database write path and replication lag; [`db`] what they share.
+//! - [`rds`]: an RDS instance or cluster through aws-sdk-rds (status, writer, Multi-AZ).
 //! - [`Prober`]: the shared state they need (agent identity, region, clock, TLS config cache,
-//!   DNS resolvers, one dedicated connection per database probe).
+//!   DNS resolvers, one dedicated connection per database probe, RDS clients and the
+//!   remembered cluster writers).
 
 pub mod db;
 pub mod dns;
 pub mod http;
 pub mod mysql;
 pub mod postgres;
+pub mod rds;
 pub mod tcp;
 #[cfg(test)]
 mod test_support;
@@ -123,6 +130,7 @@ pub struct Prober {
     region: String,
     clock: SharedClock,
     db: db::DbState,
+    rds: rds::RdsState,
 }
 
 impl Prober {
@@ -146,6 +154,7 @@ impl Prober {
             region: String::new(),
             clock: Arc::new(SystemClock::default()),
             db: db::DbState::default(),
+            rds: rds::RdsState::default(),
         }
     }
 
@@ -162,6 +171,20 @@ impl Prober {
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Static AWS credentials for the `rds` probes (tests, the emulator). Default: the standard
+    /// AWS credentials chain (environment, profile, web identity, ECS/EC2 roles).
+    #[must_use]
+    pub fn with_aws_credentials(mut self, credentials: crate::route53::StaticCredentials) -> Self {
+        self.rds.credentials = Some(credentials);
+        self
+    }
+
+    /// The cluster writers the `rds` probes remember (see [`rds`]).
+    #[must_use]
+    pub fn rds_writers(&self) -> &rds::Writers {
+        &self.rds.writers
     }
 
     #[must_use]
@@ -187,6 +210,7 @@ impl Prober {
                 config::probe::DbEngine::Postgres => postgres::lag(self, p, timeout).await,
                 config::probe::DbEngine::Mysql => mysql::lag(self, p, timeout).await,
             },
+            ProbeSpec::Rds(p) => rds::probe(self, p, timeout).await,
         }
     }
 }

@@ -96,6 +96,32 @@ impl Default for SdkOptions {
     }
 }
 
+impl SdkOptions {
+    /// The options `[local.route53]` describes: endpoint override, region, timeouts (the
+    /// operation timeout bounds the retries), and a token bucket at the configured rate.
+    /// Credentials come from the standard AWS chain.
+    #[must_use]
+    pub fn from_config(c: &config::Route53Local) -> Self {
+        let defaults = Self::default();
+        Self {
+            endpoint_url: c
+                .endpoint_url
+                .as_ref()
+                .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            region: c.region.clone(),
+            static_credentials: None,
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            attempt_timeout: Duration::from_millis(c.attempt_timeout_ms),
+            retry: RetryPolicy {
+                deadline: Duration::from_millis(c.operation_timeout_ms),
+                ..defaults.retry
+            },
+            limiter: Arc::new(RateLimiter::new(c.max_requests_per_second, 1)),
+            jitter_seed: None,
+        }
+    }
+}
+
 /// Route 53 through aws-sdk-route53, with timeouts, a shared rate limit and retries.
 #[derive(Debug)]
 pub struct SdkRoute53 {

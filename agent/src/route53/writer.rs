@@ -173,23 +173,18 @@ impl FencedWriter {
 
     /// The current fence (one request).
     pub async fn read_fence(&self) -> Result<Option<Fence>, WriteError> {
-        let records = self
-            .api
-            .list_record_sets(&self.target.zone_id, Some(&self.fence_name))
-            .await?;
-        Ok(self.fence_of(&records)?.0)
+        Ok(self.read_fence_record().await?.0)
     }
 
     /// The fence and every record of `desired`'s scope (one request per distinct name).
+    ///
+    /// The fence is read first, so a batch landing between the reads can pair an old fence
+    /// with new records. That never makes a write unsafe (a batch deletes exactly what was
+    /// read, so a torn view only loses the race), but it would report the new records at the
+    /// old epoch; so when the fence does not name the records read, it is read once more.
     pub async fn read(&self, desired: &DesiredRecords) -> Result<View, WriteError> {
         self.check_zone(desired)?;
-        let (fence, fence_record) = {
-            let records = self
-                .api
-                .list_record_sets(&self.target.zone_id, Some(&self.fence_name))
-                .await?;
-            self.fence_of(&records)?
-        };
+        let (mut fence, mut fence_record) = self.read_fence_record().await?;
         let mut in_scope = Vec::new();
         for name in desired.names() {
             let records = self
@@ -209,11 +204,25 @@ impl FencedWriter {
                 in_scope.push(r);
             }
         }
+        let named = DesiredRecords::new(desired.zone_name(), in_scope.iter().cloned())
+            .ok()
+            .map(|d| d.digest());
+        if fence.as_ref().map(|f| &f.digest) != named.as_ref() {
+            (fence, fence_record) = self.read_fence_record().await?;
+        }
         Ok(View {
             fence,
             fence_record,
             records: in_scope,
         })
+    }
+
+    async fn read_fence_record(&self) -> Result<(Option<Fence>, Option<RecordSet>), WriteError> {
+        let records = self
+            .api
+            .list_record_sets(&self.target.zone_id, Some(&self.fence_name))
+            .await?;
+        self.fence_of(&records)
     }
 
     /// Reads, then decides what (if anything) to send.
