@@ -81,7 +81,7 @@ async fn quorum_follows_the_target_down_and_back_up() {
             .expect("run verify --audit");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{}: {text}", a.id);
-        assert!(text.contains("2 certificates verified"), "{}: {text}", a.id);
+        assert!(text.contains("2 certificates and"), "{}: {text}", a.id);
     }
     let s = c.status(1).await;
     let check = s
@@ -258,6 +258,44 @@ async fn mutual_tls_cluster_decides_and_refuses_clients_without_a_certificate() 
         result.is_err(),
         "a client without a certificate got an answer: {:?}",
         result.map(|r| r.status)
+    );
+
+    // The status CLI presents a client certificate when given one.
+    let id = c.id(1).to_owned();
+    let out = Command::new(exe())
+        .args([
+            "status",
+            "--url",
+            c.written.agents[0].url.as_str(),
+            "--ca-file",
+        ])
+        .arg(&ca)
+        .arg("--cert-file")
+        .arg(c.spec.dir.join(format!("{id}.pem")))
+        .arg("--key-file")
+        .arg(c.spec.dir.join(format!("{id}.key")))
+        .output()
+        .expect("run status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("quorum 2/3"), "{text}");
+    let out = Command::new(exe())
+        .args([
+            "status",
+            "--url",
+            c.written.agents[0].url.as_str(),
+            "--ca-file",
+        ])
+        .arg(&ca)
+        .output()
+        .expect("run status");
+    assert!(
+        !out.status.success(),
+        "without a certificate the agent refuses"
     );
 
     // Route 53 has no client certificate: it uses the public health listener, which serves

@@ -40,7 +40,7 @@ impl TestCluster {
         let children = written
             .agents
             .iter()
-            .map(|a| Some(devcluster::spawn(&exe(), a).expect("spawn agent")))
+            .map(|a| Some(devcluster::spawn(&exe(), a, &spec.env).expect("spawn agent")))
             .collect();
         let cluster = Self {
             app,
@@ -82,8 +82,10 @@ impl TestCluster {
     /// Starts agent `i` again with the same config and key, and waits until it is ready.
     pub async fn restart(&mut self, i: usize) {
         self.kill(i).await;
-        self.children[i] =
-            Some(devcluster::spawn(&exe(), &self.written.agents[i]).expect("respawn agent"));
+        self.children[i] = Some(
+            devcluster::spawn(&exe(), &self.written.agents[i], &self.spec.env)
+                .expect("respawn agent"),
+        );
         self.wait_until(
             Duration::from_secs(20),
             &format!("agent {i} ready again"),

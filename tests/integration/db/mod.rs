@@ -8,6 +8,7 @@ mod agent;
 mod mariadb;
 mod postgres;
 mod replica;
+mod rpo_gate;
 mod servers;
 mod tls_db;
 

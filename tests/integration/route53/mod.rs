@@ -6,9 +6,14 @@
 
 mod emulator;
 
+mod drill;
 mod faults;
 mod fence;
 mod fixture;
+pub mod gate_rig;
+mod gates;
+mod promote;
+mod provision;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,154 @@
+//! Issue 4, scenario 5: a gate's optional database promotion (`[gates.promote]`) against the
+//! emulator's RDS — fenced, audited, and run once, by the agent whose record batch won.
+
+use quorumgate::target_app::TargetApp;
+
+use super::gate_rig::{GateRig, PRIMARY_IP, SECONDARY_IP};
+use super::{Emulator, RECORD_NAME, ZONE_NAME};
+
+/// An RDS Postgres instance `db-primary` and its read replica `db-replica` in the emulator.
+async fn create_replica(emu: &Emulator) -> aws_sdk_rds::Client {
+    let conf = aws_sdk_rds::Config::builder()
+        .behavior_version(aws_sdk_rds::config::BehaviorVersion::latest())
+        .region(aws_sdk_rds::config::Region::new("us-east-1"))
+        .endpoint_url(&emu.url)
+        .credentials_provider(aws_sdk_rds::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    let rds = aws_sdk_rds::Client::from_conf(conf);
+    rds.create_db_instance()
+        .db_instance_identifier("db-primary")
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("qgadmin")
+        .master_user_password("emulator-only-pw")
+        .send()
+        .await
+        .expect("create db-primary");
+    rds.create_db_instance_read_replica()
+        .db_instance_identifier("db-replica")
+        .source_db_instance_identifier("db-primary")
+        .send()
+        .await
+        .expect("create db-replica");
+    rds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_promotes_the_read_replica_once_through_the_fence() {
+    let standby = TargetApp::start().await.expect("standby app");
+    let rig = GateRig::start(1, |_, zone_id| {
+        format!(
+            r#"
+[[checks]]
+id = "standby"
+interval = "300ms"
+timeout = "200ms"
+fall_after = 2
+rise_after = 3
+hold_down = "1000ms"
+[checks.http]
+url = "{standby}"
+expect_status = [200]
+
+[[gates]]
+id = "app"
+plane = "control"
+zone_id = "{zone_id}"
+zone = "{ZONE_NAME}"
+record = "{RECORD_NAME}"
+kind = "failover"
+wait_period = "1s"
+writer_stagger = "500ms"
+
+[[gates.targets]]
+id = "primary"
+check = "app"
+role = "primary"
+values = ["{PRIMARY_IP}"]
+
+[[gates.targets]]
+id = "secondary"
+check = "standby"
+role = "secondary"
+values = ["{SECONDARY_IP}"]
+
+# The endpoint comes from AWS_ENDPOINT_URL_RDS (set by the rig), as in production from the
+# standard chain.
+[gates.promote]
+rds_read_replica = "db-replica"
+region = "us-east-1"
+"#,
+            standby = standby.url(),
+        )
+    })
+    .await;
+    let rds = create_replica(&rig.emu).await;
+    rig.emu.reset_stats().await;
+
+    rig.c.app.set_down(true);
+    rig.wait_gates("every agent at active=secondary, epoch 2, idle", |g| {
+        g.current == "active=secondary" && g.epoch == 2 && !g.busy
+    })
+    .await;
+    rig.c
+        .wait_until(
+            std::time::Duration::from_secs(20),
+            "the winner audited the promotion's outcome",
+            || async {
+                (0..rig.c.len()).any(|i| !rig.audit_events(i, "gate_promote_outcome").is_empty())
+            },
+        )
+        .await;
+
+    let promotes = rig.emu.requests("PromoteReadReplica").await;
+    assert_eq!(promotes.len(), 1, "promoted exactly once: {promotes:?}");
+    assert_eq!(promotes[0].status, 200);
+    let mut promoted_by = Vec::new();
+    for i in 0..rig.c.len() {
+        let intents = rig.audit_events(i, "gate_promote");
+        let outcomes = rig.audit_events(i, "gate_promote_outcome");
+        assert_eq!(intents.len(), outcomes.len(), "an outcome for every intent");
+        if intents.is_empty() {
+            continue;
+        }
+        assert_eq!(intents[0]["epoch"], 2, "{intents:?}");
+        assert_eq!(outcomes[0]["result"], "started", "{outcomes:?}");
+        let writes = rig.audit_events(i, "gate_write");
+        assert_eq!(writes.len(), 1, "only the writer whose batch won promotes");
+        promoted_by.push(rig.c.id(i).to_owned());
+    }
+    // The preferred writer is the lowest-ranked live member (ids sort: euw1 < use1 < usw2).
+    assert_eq!(promoted_by, ["euw1"], "the fence's winner, and no one else");
+    let m = rig
+        .c
+        .metrics(
+            rig.c
+                .written
+                .agents
+                .iter()
+                .position(|a| a.id == "euw1")
+                .expect("euw1"),
+        )
+        .await;
+    assert_eq!(
+        crate::support::metric(
+            &m,
+            "quorumgate_gate_promotions_total",
+            "gate=\"app\",result=\"started\""
+        ),
+        1.0,
+        "{m}"
+    );
+    // The replica was promoted (the emulator drops its replica role).
+    let db = rds
+        .describe_db_instances()
+        .db_instance_identifier("db-replica")
+        .send()
+        .await
+        .expect("describe");
+    assert!(!db.db_instances().is_empty());
+    rig.verify_audits();
+}
