@@ -2,6 +2,9 @@
 # Installs what the integration tests need, idempotently, on a fresh Debian machine:
 #   - PostgreSQL 15 server binaries (/usr/lib/postgresql/15/bin) and MariaDB server binaries;
 #     the tests start their own throwaway servers from these on loopback ports.
+#   - systemd-analyze (Debian's systemd package), which the unit-file tests run offline.
+#   - promtool (Debian's prometheus package) and PyYAML (python3-yaml), with which the tests
+#     check deploy/: the Prometheus rules and their unit tests, the Kubernetes manifests.
 #   - a Python virtualenv with the pinned moto[server] (tests/fixtures/requirements.txt); the
 #     tests start their own strict Route 53 / RDS emulators from it.
 # Prints nothing but progress; exits non-zero if anything cannot be installed.
@@ -27,6 +30,22 @@ fi
 if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
   echo "installing MariaDB server binaries"
   apt_install mariadb-server
+fi
+
+if [ ! -x /usr/bin/systemd-analyze ]; then
+  echo "installing systemd (for systemd-analyze)"
+  apt_install systemd
+fi
+
+# The package also brings a Prometheus server (which systemd, where it runs, starts on :9090);
+# the tests use only promtool.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing promtool (Debian's prometheus package)"
+  apt_install prometheus
+fi
+if ! /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1; then
+  echo "installing PyYAML for Debian's python3"
+  apt_install python3 python3-yaml
 fi
 
 venv="$DEPS_DIR/moto-venv"

@@ -25,7 +25,7 @@ if cargo tree --workspace -e normal -i ring 2>/dev/null | grep -q '^ring'; then
   exit 1
 fi
 
-step "test dependencies (PostgreSQL, MariaDB, the moto emulator)"
+step "test dependencies (PostgreSQL, MariaDB, systemd-analyze, promtool, PyYAML, the moto emulator)"
 bash scripts/test-deps.sh
 export QG_MOTO_PYTHON="${QG_DEPS_DIR:-$HOME/.cache/quorumgate}/moto-venv/bin/python"
 
