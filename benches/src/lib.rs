@@ -3,8 +3,12 @@
 //! A cluster of members with keys from fixed seeds, ballots of any number of observations
 //! with a realistic mix of statuses, and books and engines holding one live ballot per
 //! member. Everything is deterministic, so runs are comparable.
+//!
+//! [`stats`]: median and p95 for the end-to-end bench (`benches/failover_e2e`).
 
 #![forbid(unsafe_code)]
+
+pub mod stats;
 
 use quorum::{
     AgentId, Ballot, BallotBook, BookConfig, CheckId, ConfigDigest, DecisionPolicy, Engine, Member,

@@ -1,0 +1,286 @@
+//! The system under test: the release `quorumgate` binary, a primary and a standby app, and
+//! three agent processes (written and started by `quorumgate::devcluster`) with one
+//! control-plane failover gate on the emulator's zone.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use quorumgate::devcluster::{self, Spec};
+use quorumgate::net;
+use quorumgate::status::Status;
+use quorumgate::target_app::TargetApp;
+use serde_json::Value;
+use tokio::process::Child;
+
+use crate::emulator::{Emulator, PRIMARY_IP, RECORD_NAME, RECORD_TTL_S, SECONDARY_IP, ZONE_NAME};
+
+/// The timings under test.
+#[derive(Debug, Clone, Copy)]
+pub struct Knobs {
+    /// Round interval, and the interval of both HTTP checks.
+    pub round_ms: u64,
+    pub check_timeout_ms: u64,
+    pub fall_after: u32,
+    pub rise_after: u32,
+    pub hold_down_ms: u64,
+    pub wait_period_ms: u64,
+}
+
+/// Builds the agent binary (release) through cargo and returns its path; `QUORUMGATE_BIN`
+/// names a prebuilt one instead. Blocking: call before the runtime starts.
+pub fn agent_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("QUORUMGATE_BIN") {
+        let p = PathBuf::from(p);
+        anyhow::ensure!(p.is_file(), "QUORUMGATE_BIN={} is not a file", p.display());
+        return Ok(p);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    // The bench profile (the release settings) reuses the library `cargo bench` just built,
+    // so only the binary is linked; `--release` would compile the whole tree a second time.
+    eprintln!("failover_e2e: building the agent: cargo build --profile bench -p quorumgate --bin quorumgate");
+    let out = std::process::Command::new(&cargo)
+        .args([
+            "build",
+            "--profile",
+            "bench",
+            "-p",
+            "quorumgate",
+            "--bin",
+            "quorumgate",
+        ])
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", PathBuf::from(&cargo).display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cargo build --profile bench -p quorumgate failed ({})",
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "quorumgate")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .context("cargo build reported no quorumgate executable")
+}
+
+/// Credentials for the emulator, and nothing from the host's AWS configuration.
+fn aws_env() -> Vec<(String, String)> {
+    [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent/quorumgate-bench"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/quorumgate-bench",
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+/// The standby's check and the gate: primary = check `app` (the cluster's own check),
+/// secondary = check `standby`. Policy and writer settings are the defaults except where the
+/// bench needs quick repetitions (`wait_period`, `max_changes`) and automatic failback.
+fn shared_toml(k: &Knobs, standby_url: &str, zone_id: &str) -> String {
+    format!(
+        r#"
+[[checks]]
+id = "standby"
+interval = "{round}ms"
+timeout = "{timeout}ms"
+fall_after = {fall}
+rise_after = {rise}
+hold_down = "{hold}ms"
+[checks.http]
+url = "{standby_url}"
+expect_status = [200]
+body_contains = "ok"
+
+[[gates]]
+id = "app"
+plane = "control"
+zone_id = "{zone_id}"
+zone = "{ZONE_NAME}"
+record = "{RECORD_NAME}"
+type = "A"
+ttl = {RECORD_TTL_S}
+kind = "failover"
+wait_period = "{wait}ms"
+max_changes = 1000
+window = "1h"
+auto_failback = true
+
+[[gates.targets]]
+id = "primary"
+check = "app"
+role = "primary"
+values = ["{PRIMARY_IP}"]
+
+[[gates.targets]]
+id = "secondary"
+check = "standby"
+role = "secondary"
+values = ["{SECONDARY_IP}"]
+"#,
+        round = k.round_ms,
+        timeout = k.check_timeout_ms,
+        fall = k.fall_after,
+        rise = k.rise_after,
+        hold = k.hold_down_ms,
+        wait = k.wait_period_ms,
+    )
+}
+
+/// Everything that runs, stopped when dropped (the agents and the emulator are killed; the
+/// apps' tasks are aborted).
+#[derive(Debug)]
+pub struct Rig {
+    pub primary: TargetApp,
+    /// Kept alive (and healthy) for the whole run.
+    _standby: TargetApp,
+    pub emu: Emulator,
+    pub cluster: devcluster::Cluster,
+    children: Mutex<Vec<Child>>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Rig {
+    /// Starts everything; the agents `spawn_gap` apart (their round timers start when they do).
+    pub async fn start(
+        exe: &Path,
+        knobs: &Knobs,
+        emu: Emulator,
+        spawn_gap: Duration,
+    ) -> anyhow::Result<Self> {
+        quorumgate::tls::install_crypto_provider();
+        let zone_id = emu.provision().await?;
+        let primary = TargetApp::start().await.context("primary app")?;
+        let standby = TargetApp::start().await.context("standby app")?;
+        let dir = tempfile::Builder::new()
+            .prefix("qg-failover-e2e-")
+            .tempdir()
+            .context("temp dir")?;
+        let mut spec = Spec::three(dir.path(), primary.url());
+        spec.round_ms = knobs.round_ms;
+        spec.timeout_ms = knobs.check_timeout_ms;
+        spec.fall_after = knobs.fall_after;
+        spec.rise_after = knobs.rise_after;
+        spec.hold_down_ms = knobs.hold_down_ms;
+        spec.extra_shared = shared_toml(knobs, &standby.url(), &zone_id);
+        // Route 53 settings: the defaults (4 requests/s, 10 s attempts, INSYNC wait up to 2 min
+        // polling every 2 s) except the endpoint. The emulator answers INSYNC in the
+        // ChangeResourceRecordSets response itself, so no GetChange poll is made.
+        let route53 = format!("[local.route53]\nendpoint_url = \"{}\"\n", emu.url);
+        spec.extra_local = spec
+            .agents
+            .iter()
+            .map(|(id, _)| (id.clone(), route53.clone()))
+            .collect();
+        spec.env = aws_env();
+        let cluster = devcluster::write(&spec)?;
+        let mut children = Vec::new();
+        for (i, a) in cluster.agents.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(spawn_gap).await;
+            }
+            children.push(devcluster::spawn(exe, a, &spec.env)?);
+        }
+        Ok(Self {
+            primary,
+            _standby: standby,
+            emu,
+            cluster,
+            children: Mutex::new(children),
+            dir: Some(dir),
+        })
+    }
+
+    /// `(agent id, audit log path)` per agent.
+    pub fn audit_paths(&self) -> Vec<(String, PathBuf)> {
+        self.cluster
+            .agents
+            .iter()
+            .map(|a| (a.id.clone(), a.state_dir.join("audit.jsonl")))
+            .collect()
+    }
+
+    /// Fails if any agent process has exited.
+    pub fn check_alive(&self) -> anyhow::Result<()> {
+        let mut children = self
+            .children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (child, agent) in children.iter_mut().zip(&self.cluster.agents) {
+            if let Some(status) = child.try_wait()? {
+                bail!("agent {} exited: {status}", agent.id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(&self, i: usize, path: &str) -> Option<(u16, bytes::Bytes)> {
+        let url = self.cluster.agents[i].url.join(path).ok()?;
+        let tls = Some(Arc::clone(&self.cluster.client_tls));
+        let req = net::Request::get(url, tls, 16 * 1024 * 1024);
+        net::send(&req, Duration::from_secs(3))
+            .await
+            .ok()
+            .map(|r| (r.status.as_u16(), r.body))
+    }
+
+    /// Whether every agent answers `/readyz` with 200.
+    pub async fn all_ready(&self) -> bool {
+        for i in 0..self.cluster.agents.len() {
+            if self.get(i, "readyz").await.is_none_or(|(c, _)| c != 200) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Every agent's `/v1/status`; `None` if one is unreachable.
+    pub async fn statuses(&self) -> Option<Vec<Status>> {
+        let mut out = Vec::new();
+        for i in 0..self.cluster.agents.len() {
+            let (code, body) = self.get(i, "v1/status").await?;
+            if code != 200 {
+                return None;
+            }
+            out.push(serde_json::from_slice(&body).ok()?);
+        }
+        Some(out)
+    }
+
+    /// The last `n` lines of every agent's log.
+    pub fn log_tails(&self, n: usize) -> String {
+        let mut out = String::new();
+        for a in &self.cluster.agents {
+            let log = std::fs::read_to_string(&a.log_path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(n)..];
+            out.push_str(&format!("--- {} ({}) ---\n", a.id, a.log_path.display()));
+            for l in tail {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Keeps the agents' directory (configs, logs, audit logs) after the run; returns it.
+    pub fn keep_dir(&mut self) -> Option<PathBuf> {
+        self.dir.take().map(tempfile::TempDir::keep)
+    }
+}
