@@ -410,15 +410,16 @@ impl GateDriver {
                 continue;
             }
             // A dry-run drill simulates from the state it started in: no re-read until it ends.
-            if slot.live() && !slot.state.drill_dry_run() && self.needs_sync(slot, now) {
-                slot.busy = true;
-                let me = Arc::clone(self);
-                tokio::spawn(async move { me.sync(id).await });
+            let due = slot.live() && !slot.state.drill_dry_run() && self.needs_sync(slot, now);
+            if due && slot.synced_at.is_none() {
+                // Never read (start-up, a lost race, an error): read before deciding anything.
+                self.spawn_sync(slot, id);
                 continue;
             }
             let eval = quorum::gate::evaluate(&slot.cfg.spec, &slot.state, inputs, now);
             self.note_evaluation(slot, &eval);
             if let Evaluation::Change(change) = &eval {
+                // The write re-reads Route 53 itself, so a periodic re-read can wait.
                 self.act(slot, change, now, rank);
             }
             let spec = slot.cfg.spec.clone();
@@ -426,7 +427,17 @@ impl GateDriver {
             if !slot.busy {
                 self.drill_finish(slot, now);
             }
+            // The periodic re-read comes after this round's decision, so it never delays one.
+            if due && !slot.busy {
+                self.spawn_sync(slot, id);
+            }
         }
+    }
+
+    fn spawn_sync(self: &Arc<Self>, slot: &mut Slot, id: GateId) {
+        slot.busy = true;
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.sync(id).await });
     }
 
     fn needs_sync(&self, slot: &Slot, now: UnixMillis) -> bool {
