@@ -63,6 +63,25 @@ fn sha_hex(bytes: &[u8]) -> String {
 impl AuditLog {
     /// Opens (or creates) the log and checks the existing chain, so appends continue it.
     pub fn open(path: &Path, agent: AgentId) -> Result<Self, AuditError> {
+        Self::open_inner(path, agent, |_| {})
+    }
+
+    /// [`open`](Self::open), also returning every record already in the log (start-up
+    /// replay): the file is read and checked once.
+    pub fn open_with_history(
+        path: &Path,
+        agent: AgentId,
+    ) -> Result<(Self, Vec<Record>), AuditError> {
+        let mut history = Vec::new();
+        let log = Self::open_inner(path, agent, |r| history.push(r))?;
+        Ok((log, history))
+    }
+
+    fn open_inner(
+        path: &Path,
+        agent: AgentId,
+        each: impl FnMut(Record),
+    ) -> Result<Self, AuditError> {
         let io = |source| AuditError::Io {
             path: path.to_owned(),
             source,
@@ -71,7 +90,7 @@ impl AuditLog {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let (next_seq, prev) = match File::open(path) {
-            Ok(f) => chain_tail(BufReader::new(f))?,
+            Ok(f) => walk_chain(BufReader::new(f), each)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, GENESIS.to_owned()),
             Err(e) => return Err(io(e)),
         };
@@ -146,8 +165,8 @@ pub fn append_shared(
 
 /// Every record of a log, in order, after checking its chain (for replay at start-up).
 pub fn read_records(path: &Path) -> Result<Vec<Record>, AuditError> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
+    let file = match File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
             return Err(AuditError::Io {
@@ -156,21 +175,17 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, AuditError> {
             })
         }
     };
-    chain_tail(&text[..])?;
-    text.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_slice(line).map_err(|e| AuditError::Corrupt {
-                line: i as u64,
-                why: e.to_string(),
-            })
-        })
-        .collect()
+    let mut records = Vec::new();
+    walk_chain(BufReader::new(file), |r| records.push(r))?;
+    Ok(records)
 }
 
-/// Walks a log, checking the chain; returns the next seq and the last line's hash.
-fn chain_tail(reader: impl BufRead) -> Result<(u64, String), AuditError> {
+/// Walks a log, checking the chain and handing each record to `each`; returns the next seq
+/// and the last line's hash.
+fn walk_chain(
+    reader: impl BufRead,
+    mut each: impl FnMut(Record),
+) -> Result<(u64, String), AuditError> {
     let mut prev = GENESIS.to_owned();
     let mut seq = 0u64;
     for (i, line) in reader.split(b'\n').enumerate() {
@@ -200,6 +215,7 @@ fn chain_tail(reader: impl BufRead) -> Result<(u64, String), AuditError> {
         }
         prev = sha_hex(&line);
         seq += 1;
+        each(record);
     }
     Ok((seq, prev))
 }
@@ -235,19 +251,12 @@ pub fn verify_file(path: &Path, trust: &Trust<'_>) -> Result<Summary, AuditError
         path: path.to_owned(),
         source,
     };
-    let text = std::fs::read(path).map_err(io)?;
-    let (records, _) = chain_tail(&text[..])?;
+    let file = File::open(path).map_err(io)?;
+    let mut all = Vec::new();
+    let (records, _) = walk_chain(BufReader::new(file), |r| all.push(r))?;
     let mut certificates = 0;
     let mut commands = 0;
-    for (i, line) in text
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-    {
-        let record: Record = serde_json::from_slice(line).map_err(|e| AuditError::Corrupt {
-            line: i as u64,
-            why: e.to_string(),
-        })?;
+    for record in &all {
         for cert in certificate_fields(&record.body) {
             let bytes = STANDARD.decode(cert).map_err(|e| AuditError::Corrupt {
                 line: record.seq,
@@ -262,7 +271,7 @@ pub fn verify_file(path: &Path, trust: &Trust<'_>) -> Result<Summary, AuditError
             certificates += 1;
         }
         if record.event == "operator_command" {
-            verify_command(&record, operators)?;
+            verify_command(record, operators)?;
             commands += 1;
         }
     }

@@ -92,8 +92,7 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
     let peer_tls = tls::client_config(local.peer_tls.ca_file.as_deref(), identity)?;
 
     let audit_path = local.state_dir.join("audit.jsonl");
-    let mut audit = AuditLog::open(&audit_path, local.agent_id.clone())?;
-    let history = audit::read_records(&audit_path)?;
+    let (mut audit, history) = AuditLog::open_with_history(&audit_path, local.agent_id.clone())?;
     audit.append(
         clock.now(),
         "started",
