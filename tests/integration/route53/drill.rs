@@ -25,8 +25,8 @@ use quorumgate::target_app::TargetApp;
 use tokio::net::UdpSocket;
 use tokio::process::Command;
 
-use super::gate_rig::{GateRig, PRIMARY_IP, SECONDARY_IP};
-use super::{RECORD_NAME, ZONE_NAME};
+use super::gate_rig::{failover_gate, standby_check, GateRig, PRIMARY_IP, SECONDARY_IP};
+use super::{GATE, RECORD_NAME};
 use crate::support::{exe, metric};
 
 /// A drill command's whole run, its end included, stays under this.
@@ -57,51 +57,17 @@ impl Rig {
     async fn start() -> Self {
         let standby = TargetApp::start().await.expect("standby app");
         let rig = GateRig::start(2, |_, zone_id| {
-            format!(
-                r#"
-[[checks]]
-id = "standby"
-interval = "300ms"
-timeout = "200ms"
-fall_after = 2
-rise_after = 3
-hold_down = "1000ms"
-[checks.http]
-url = "{standby}"
-expect_status = [200]
-
-[[gates]]
-id = "app"
-plane = "control"
-zone_id = "{zone_id}"
-zone = "{ZONE_NAME}"
-record = "{RECORD_NAME}"
-type = "A"
-ttl = 60
-kind = "failover"
-wait_period = "1s"
-max_changes = 6
-window = "1h"
-auto_failback = false
-writer_stagger = "500ms"
-
-[gates.drill]
-rto = "30s"
-
-[[gates.targets]]
-id = "primary"
-check = "app"
-role = "primary"
-values = ["{PRIMARY_IP}"]
-
-[[gates.targets]]
-id = "secondary"
-check = "standby"
-role = "secondary"
-values = ["{SECONDARY_IP}"]
-"#,
-                standby = standby.url(),
-            )
+            [
+                standby_check(&standby.url()),
+                failover_gate(
+                    GATE,
+                    zone_id,
+                    RECORD_NAME,
+                    "wait_period = \"1s\"\nmax_changes = 6\nwindow = \"1h\"\nauto_failback = false\nwriter_stagger = \"500ms\"",
+                ),
+                "\n[gates.drill]\nrto = \"30s\"\n".to_owned(),
+            ]
+            .concat()
         })
         .await;
         Self { rig, standby }

@@ -242,3 +242,52 @@ fn aws_env() -> Vec<(String, String)> {
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect()
 }
+
+/// Shared TOML: the check `standby`, probing `url` with the cluster's short timings.
+pub fn standby_check(url: &str) -> String {
+    format!(
+        r#"
+[[checks]]
+id = "standby"
+interval = "300ms"
+timeout = "200ms"
+fall_after = 2
+rise_after = 3
+hold_down = "1000ms"
+[checks.http]
+url = "{url}"
+expect_status = [200]
+"#
+    )
+}
+
+/// Shared TOML: a control-plane failover gate `id` on `record` whose primary is check `app`
+/// (answering [`PRIMARY_IP`]) and secondary check `standby` ([`SECONDARY_IP`]). `settings`
+/// are more keys of the gate's table; sub-tables (`[gates.promote]`, `[gates.drill]`) may
+/// follow the returned text.
+pub fn failover_gate(id: &str, zone_id: &str, record: &str, settings: &str) -> String {
+    format!(
+        r#"
+[[gates]]
+id = "{id}"
+plane = "control"
+zone_id = "{zone_id}"
+zone = "{ZONE_NAME}"
+record = "{record}"
+kind = "failover"
+{settings}
+
+[[gates.targets]]
+id = "primary"
+check = "app"
+role = "primary"
+values = ["{PRIMARY_IP}"]
+
+[[gates.targets]]
+id = "secondary"
+check = "standby"
+role = "secondary"
+values = ["{SECONDARY_IP}"]
+"#
+    )
+}

@@ -9,8 +9,8 @@ use quorumgate::target_app::TargetApp;
 use serde_json::json;
 
 use super::emulator::max_in_window;
-use super::gate_rig::{a_record, GateRig, PRIMARY_IP, SECONDARY_IP};
-use super::{fence_now, writer, RECORD_NAME, ZONE_NAME};
+use super::gate_rig::{a_record, failover_gate, standby_check, GateRig, PRIMARY_IP, SECONDARY_IP};
+use super::{fence_now, writer, GATE, RECORD_NAME, ZONE_NAME};
 use crate::support::{exe, metric};
 
 /// Policy knobs a scenario changes.
@@ -57,76 +57,31 @@ impl Rig {
     async fn start(knobs: Knobs) -> Self {
         let standby = TargetApp::start().await.expect("standby app");
         let rig = GateRig::start(knobs.requests_per_second, |_, zone_id| {
-            format!(
-                r#"
-[[checks]]
-id = "standby"
-interval = "300ms"
-timeout = "200ms"
-fall_after = 2
-rise_after = 3
-hold_down = "1000ms"
-[checks.http]
-url = "{standby}"
-expect_status = [200]
-
-[[gates]]
-id = "app"
-plane = "control"
-zone_id = "{zone_id}"
-zone = "{ZONE_NAME}"
-record = "{RECORD_NAME}"
-type = "A"
-ttl = 60
-kind = "failover"
-wait_period = "1s"
-max_changes = {max_changes}
-window = "1h"
-auto_failback = {auto_failback}
-writer_stagger = "{stagger}"
-
-[[gates.targets]]
-id = "primary"
-check = "app"
-role = "primary"
-values = ["{PRIMARY_IP}"]
-
-[[gates.targets]]
-id = "secondary"
-check = "standby"
-role = "secondary"
-values = ["{SECONDARY_IP}"]
-
-# The same decisions in dry-run: computed, logged and audited, never written.
-[[gates]]
-id = "dry"
-plane = "control"
-mode = "dry-run"
-zone_id = "{zone_id}"
-zone = "{ZONE_NAME}"
-record = "dry.{ZONE_NAME}"
-kind = "failover"
-wait_period = "1s"
-max_changes = {max_changes}
-auto_failback = {auto_failback}
-
-[[gates.targets]]
-id = "primary"
-check = "app"
-role = "primary"
-values = ["{PRIMARY_IP}"]
-
-[[gates.targets]]
-id = "secondary"
-check = "standby"
-role = "secondary"
-values = ["{SECONDARY_IP}"]
-"#,
-                standby = standby.url(),
-                max_changes = knobs.max_changes,
-                auto_failback = knobs.auto_failback,
-                stagger = knobs.writer_stagger,
-            )
+            let policy = format!(
+                "wait_period = \"1s\"\nmax_changes = {}\nauto_failback = {}\n",
+                knobs.max_changes, knobs.auto_failback
+            );
+            [
+                standby_check(&standby.url()),
+                failover_gate(
+                    GATE,
+                    zone_id,
+                    RECORD_NAME,
+                    &format!(
+                        "{policy}window = \"1h\"\nwriter_stagger = \"{}\"",
+                        knobs.writer_stagger
+                    ),
+                ),
+                "\n# The same decisions in dry-run: computed, logged and audited, never written."
+                    .to_owned(),
+                failover_gate(
+                    "dry",
+                    zone_id,
+                    &format!("dry.{ZONE_NAME}"),
+                    &format!("mode = \"dry-run\"\n{policy}"),
+                ),
+            ]
+            .concat()
         })
         .await;
         Self { rig, standby }

@@ -3,8 +3,8 @@
 
 use quorumgate::target_app::TargetApp;
 
-use super::gate_rig::{GateRig, PRIMARY_IP, SECONDARY_IP};
-use super::{Emulator, RECORD_NAME, ZONE_NAME};
+use super::gate_rig::{failover_gate, standby_check, GateRig};
+use super::{Emulator, GATE, RECORD_NAME};
 
 /// An RDS Postgres instance `db-primary` and its read replica `db-replica` in the emulator.
 async fn create_replica(emu: &Emulator) -> aws_sdk_rds::Client {
@@ -40,49 +40,20 @@ async fn create_replica(emu: &Emulator) -> aws_sdk_rds::Client {
 async fn failover_promotes_the_read_replica_once_through_the_fence() {
     let standby = TargetApp::start().await.expect("standby app");
     let rig = GateRig::start(1, |_, zone_id| {
-        format!(
-            r#"
-[[checks]]
-id = "standby"
-interval = "300ms"
-timeout = "200ms"
-fall_after = 2
-rise_after = 3
-hold_down = "1000ms"
-[checks.http]
-url = "{standby}"
-expect_status = [200]
-
-[[gates]]
-id = "app"
-plane = "control"
-zone_id = "{zone_id}"
-zone = "{ZONE_NAME}"
-record = "{RECORD_NAME}"
-kind = "failover"
-wait_period = "1s"
-writer_stagger = "500ms"
-
-[[gates.targets]]
-id = "primary"
-check = "app"
-role = "primary"
-values = ["{PRIMARY_IP}"]
-
-[[gates.targets]]
-id = "secondary"
-check = "standby"
-role = "secondary"
-values = ["{SECONDARY_IP}"]
-
-# The endpoint comes from AWS_ENDPOINT_URL_RDS (set by the rig), as in production from the
-# standard chain.
-[gates.promote]
-rds_read_replica = "db-replica"
-region = "us-east-1"
-"#,
-            standby = standby.url(),
-        )
+        // The endpoint comes from AWS_ENDPOINT_URL_RDS (set by the rig), as in production from
+        // the standard chain.
+        [
+            standby_check(&standby.url()),
+            failover_gate(
+                GATE,
+                zone_id,
+                RECORD_NAME,
+                "wait_period = \"1s\"\nwriter_stagger = \"500ms\"",
+            ),
+            "\n[gates.promote]\nrds_read_replica = \"db-replica\"\nregion = \"us-east-1\"\n"
+                .to_owned(),
+        ]
+        .concat()
     })
     .await;
     let rds = create_replica(&rig.emu).await;
