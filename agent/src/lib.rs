@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod aws;
 pub mod bundle;
 pub mod cli;
 pub mod clock;

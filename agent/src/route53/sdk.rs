@@ -18,11 +18,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
-use aws_sdk_route53::config::{Credentials, Region};
 use aws_sdk_route53::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError;
 use aws_sdk_route53::types as sdk;
@@ -45,21 +40,7 @@ const MAX_PAGES: usize = 100;
 /// Route 53's ListTagsForResources takes at most 10 ids.
 const TAG_BATCH: usize = 10;
 
-/// Static credentials (tests and the emulator); production uses the standard chain.
-#[derive(Clone)]
-pub struct StaticCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for StaticCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticCredentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .finish()
-    }
-}
+pub use crate::aws::StaticCredentials;
 
 /// How to reach Route 53 and how hard to try.
 #[derive(Debug, Clone)]
@@ -135,31 +116,16 @@ pub struct SdkRoute53 {
 impl SdkRoute53 {
     /// Builds the client from the standard AWS configuration chain plus `options`.
     pub async fn load(options: SdkOptions) -> Self {
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(options.connect_timeout)
-            .operation_attempt_timeout(options.attempt_timeout)
-            .operation_timeout(options.attempt_timeout)
-            .build();
-        let region = RegionProviderChain::first_try(options.region.clone().map(Region::new))
-            .or_default_provider()
-            .or_else(Region::from_static("us-east-1"));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(timeouts);
-        if let Some(url) = &options.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(c) = &options.static_credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                &c.access_key_id,
-                &c.secret_access_key,
-                None,
-                None,
-                "quorumgate-static",
-            ));
-        }
-        let shared = loader.load().await;
+        let shared = crate::aws::sdk_config(crate::aws::Reach {
+            region: options.region.as_deref(),
+            // Route 53's control plane lives in us-east-1.
+            fallback_region: Some("us-east-1"),
+            endpoint_url: options.endpoint_url.as_deref(),
+            static_credentials: options.static_credentials.as_ref(),
+            connect_timeout: options.connect_timeout,
+            attempt_timeout: options.attempt_timeout,
+        })
+        .await;
         Self {
             client: Client::new(&shared),
             limiter: options.limiter,

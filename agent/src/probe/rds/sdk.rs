@@ -7,11 +7,6 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
-use aws_sdk_rds::config::{Credentials, Region};
 use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rds::Client;
 
@@ -42,30 +37,15 @@ impl SdkRds {
     /// Builds a client from the standard AWS chain plus `options`. Fails (reason `error`) when
     /// no region is configured anywhere.
     pub async fn load(options: RdsOptions) -> Result<Self, RdsFailure> {
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(options.timeout)
-            .operation_attempt_timeout(options.timeout)
-            .operation_timeout(options.timeout)
-            .build();
-        let region = RegionProviderChain::first_try(options.region.clone().map(Region::new))
-            .or_default_provider();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(timeouts);
-        if let Some(url) = &options.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(c) = &options.static_credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                &c.access_key_id,
-                &c.secret_access_key,
-                None,
-                None,
-                "quorumgate-static",
-            ));
-        }
-        let shared = loader.load().await;
+        let shared = crate::aws::sdk_config(crate::aws::Reach {
+            region: options.region.as_deref(),
+            fallback_region: None,
+            endpoint_url: options.endpoint_url.as_deref(),
+            static_credentials: options.static_credentials.as_ref(),
+            connect_timeout: options.timeout,
+            attempt_timeout: options.timeout,
+        })
+        .await;
         if shared.region().is_none() {
             return Err(RdsFailure::new(
                 "error",
