@@ -422,8 +422,7 @@ impl GateDriver {
                 // The write re-reads Route 53 itself, so a periodic re-read can wait.
                 self.act(slot, change, now, rank);
             }
-            let spec = slot.cfg.spec.clone();
-            slot.state.observe(&spec, inputs, &eval, now);
+            slot.state.observe(&slot.cfg.spec, inputs, &eval, now);
             if !slot.busy {
                 self.drill_finish(slot, now);
             }
@@ -506,8 +505,7 @@ impl GateDriver {
         match slot.writer.as_ref().filter(|_| change.mode == Mode::Live) {
             None => {
                 // Dry-run: the change is logged and audited; the simulated DNS moves on.
-                let spec = slot.cfg.spec.clone();
-                if let Err(e) = slot.state.commit(&spec, change, now) {
+                if let Err(e) = slot.state.commit(&slot.cfg.spec, change, now) {
                     tracing::error!(gate, error = %e, "dry-run commit failed");
                     return;
                 }
@@ -699,12 +697,12 @@ impl GateDriver {
                 slot.synced_at = Some(now);
                 slot.backoff = Backoff::default();
                 metrics::gauge!(t::GATE_EPOCH, "gate" => gate.clone()).set(epoch as f64);
-                let spec = slot.cfg.spec.clone();
+                let spec = &slot.cfg.spec;
                 if *slot.state.current() == job.change.from {
-                    if let Err(e) = slot.state.commit(&spec, &job.change, now) {
+                    if let Err(e) = slot.state.commit(spec, &job.change, now) {
                         tracing::error!(gate, error = %e, "commit after write failed");
                     }
-                } else if let Err(e) = slot.state.resync(&spec, job.change.to.clone()) {
+                } else if let Err(e) = slot.state.resync(spec, job.change.to.clone()) {
                     tracing::error!(gate, error = %e, "resync after write failed");
                 }
                 slot.applied += 1;

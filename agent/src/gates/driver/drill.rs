@@ -64,8 +64,7 @@ impl GateDriver {
     /// Finishes an ended drill once the gate is back at the primary (or its grace is over):
     /// this agent judges it from its own audit log, off the round's path.
     pub(super) fn drill_finish(self: &Arc<Self>, slot: &mut Slot, now: UnixMillis) {
-        let spec = slot.cfg.spec.clone();
-        let Some(done) = slot.state.finish_drill(&spec, now) else {
+        let Some(done) = slot.state.finish_drill(&slot.cfg.spec, now) else {
             return;
         };
         let gate = slot.id().clone();
