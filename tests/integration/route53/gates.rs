@@ -465,7 +465,6 @@ async fn a_minority_never_causes_a_write() {
     // Forged: ballots "from" the other agents saying the primary is down, signed by a key
     // that is not theirs; replayed: an old genuine ballot of another agent.
     let old = rig.c.ballots(1).await;
-    let mut sent = 0;
     for round in 0..10u64 {
         let forger = quorumgate::keys::generate().expect("key");
         for victim in [1usize, 2] {
@@ -488,16 +487,29 @@ async fn a_minority_never_causes_a_write() {
             .expect("ballot");
             let wire = quorum::SignedBallot::sign(&ballot, &forger).to_wire();
             for target in 0..rig.c.len() {
-                let _ = rig.c.post_ballot(target, wire.clone()).await;
+                let (code, text) = rig
+                    .c
+                    .post_ballot(target, wire.clone())
+                    .await
+                    .expect("agent reachable");
+                assert_eq!(code, 400, "a forged ballot is refused: {text}");
+                assert!(text.contains("bad_signature"), "{text}");
                 for b in &old {
-                    let _ = rig.c.post_ballot(target, b.clone()).await;
+                    let (code, text) = rig
+                        .c
+                        .post_ballot(target, b.clone())
+                        .await
+                        .expect("agent reachable");
+                    assert_ne!(code, 202, "an old ballot is never accepted anew: {text}");
                 }
-                sent += 1;
             }
         }
         tokio::time::sleep(rig.c.round()).await;
     }
-    assert!(sent > 0);
+    // The liar really votes the primary down; it stays a minority.
+    let s = rig.c.status(0).await;
+    let app = s.checks.iter().find(|c| c.id == "app").expect("check app");
+    assert_eq!(app.observations[&liar].status, "unhealthy", "{app:?}");
     // Several fall times have passed; the quorum still says healthy and nothing was written.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(rig.accepted_writes().await, 0, "no write without a quorum");
