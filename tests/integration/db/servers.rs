@@ -344,9 +344,13 @@ impl MariaDb {
         let server = which("mariadbd");
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
+        // Not the shared /tmp: concurrent bootstraps collide on their temporary tables there.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("server tmpdir");
         let mut c = Command::new(install);
         c.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--user=root", "--skip-test-db"])
             .arg("--auth-root-authentication-method=socket");
         run(c, "mariadb-install-db");
@@ -361,6 +365,7 @@ impl MariaDb {
         }
         let child = cmd
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!(
                 "--pid-file={}",
