@@ -134,6 +134,17 @@ async fn agent(path: &std::path::Path) -> anyhow::Result<()> {
     })?;
     telemetry::install_logging(config.local.log_format, &config.local.log_level);
     let metrics = telemetry::install_metrics()?;
+    // `install_recorder` starts no upkeep task: without one, every histogram sample (one per
+    // probe) stays queued until the next /metrics render, so an agent nobody scrapes grows
+    // without bound (about 8 bytes per probe).
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     metrics::gauge!(telemetry::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "config_digest" => config.digest.to_hex())
         .set(1.0);
     let listener = tokio::net::TcpListener::bind(config.local.listen)

@@ -282,7 +282,9 @@ async fn probe_loop<R: ProbeRunner>(
                 if late {
                     shared.record_overrun(&probe.key, "late_tick");
                 }
-                in_flight.set(Some(run_once(&probe, &shared, &metrics, &skipped, scheduled + budget, late)));
+                // Boxed: a run's future is as large as the largest probe kind's (several KB);
+                // inline, every idle probe task would hold that much for its whole life.
+                in_flight.set(Some(Box::pin(run_once(&probe, &shared, &metrics, &skipped, scheduled + budget, late))));
             }
         }
     }
