@@ -5,6 +5,7 @@
 #   - systemd-analyze (Debian's systemd package), which the unit-file tests run offline.
 #   - promtool (Debian's prometheus package) and PyYAML (python3-yaml), with which the tests
 #     check deploy/: the Prometheus rules and their unit tests, the Kubernetes manifests.
+#   - wrk, the load generator of tests/integration/load.rs and benches/load/.
 #   - a Python virtualenv with the pinned moto[server] (tests/fixtures/requirements.txt); the
 #     tests start their own strict Route 53 / RDS emulators from it.
 # Prints nothing but progress; exits non-zero if anything cannot be installed.
@@ -46,6 +47,11 @@ fi
 if ! /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1; then
   echo "installing PyYAML for Debian's python3"
   apt_install python3 python3-yaml
+fi
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (HTTP load generator)"
+  apt_install wrk
 fi
 
 venv="$DEPS_DIR/moto-venv"

@@ -2,11 +2,15 @@
 //! metrics and the agent's own liveness/readiness. HTTP/1.1 over TCP or rustls.
 //!
 //! Public routes are read-only and cheap. Request bodies are size-limited, slow clients time
-//! out (header read, body read, TLS handshake, whole connection), and connections are capped.
+//! out (header read, body read, TLS handshake, whole connection), and connections are capped
+//! per listener, with a reserve that one busy source cannot take (`server/admission.rs`).
+//! Every cut-off is counted in `quorumgate_http_rejected_total{listener, reason}`.
+
+mod admission;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -17,7 +21,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use quorum::{Accepted, CheckId, State};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -25,12 +28,25 @@ use crate::bundle;
 use crate::clock::SharedClock;
 use crate::gates::{CommandOutcome, GateDriver};
 use crate::node::Node;
+use crate::telemetry as t;
+use admission::Admission;
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 const MAX_CONNECTIONS: usize = 1024;
+/// Largest request head (request line and headers); larger is answered 431. `max_buf_size`
+/// alone does not bound it: hyper checks that only between reads, and its reads grow.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// The last slots of a listener, kept for light sources once the rest are taken: one host
+/// with many slow connections leaves them to the peers, Route 53 and Prometheus.
+const RESERVED_CONNECTIONS: usize = MAX_CONNECTIONS / 8;
+/// A source (IPv4 address, IPv6 /64) holding fewer connections than this is light. A peer
+/// holds at most two to another agent (one push, one pull).
+const LIGHT_SOURCE_CONNECTIONS: usize = 8;
+/// Refused connections are logged at most this often (a flood must not flood the log too).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Which routes a listener serves.
@@ -40,6 +56,51 @@ pub enum Surface {
     Full,
     /// Only `/v1/health/*`, `/livez` and `/readyz`: the public listener for Route 53.
     HealthOnly,
+}
+
+impl Surface {
+    /// The `listener` label of the metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Surface::Full => "full",
+            Surface::HealthOnly => "health",
+        }
+    }
+}
+
+/// Counts one request or connection cut off by the server's limits.
+fn count_rejected(surface: Surface, reason: &'static str) {
+    metrics::counter!(t::HTTP_REJECTED, "listener" => surface.label(), "reason" => reason)
+        .increment(1);
+}
+
+/// Logs refused connections: the first at once, then one summary per [`REFUSAL_LOG_INTERVAL`].
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, surface: Surface, peer: std::net::SocketAddr, reason: &'static str) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            listener = surface.label(),
+            %peer,
+            reason,
+            refused_since_last_log = self.suppressed,
+            "connection refused: limit reached"
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
 }
 
 /// What the handlers need.
@@ -67,7 +128,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = Admission::new(
+        MAX_CONNECTIONS,
+        RESERVED_CONNECTIONS,
+        LIGHT_SOURCE_CONNECTIONS,
+    );
+    let mut refusals = RefusalLog::default();
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -84,15 +150,19 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; dropping connection");
-            continue;
+        let ticket = match admission.admit(peer.ip()) {
+            Ok(t) => t,
+            Err(refused) => {
+                count_rejected(surface, refused.reason());
+                refusals.refused(surface, peer, refused.reason());
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let ctx = Arc::clone(&ctx);
         let acceptor = acceptor.clone();
         conns.spawn(async move {
-            let _permit = permit;
+            let _ticket = ticket;
             let result = tokio::time::timeout(CONNECTION_LIFETIME, async {
                 match acceptor {
                     Some(acceptor) => {
@@ -103,7 +173,10 @@ pub async fn serve(
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
                             }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            Err(_) => {
+                                count_rejected(surface, "tls_timeout");
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                            }
                         }
                     }
                     None => serve_connection(TokioIo::new(stream), surface, ctx).await,
@@ -111,6 +184,7 @@ pub async fn serve(
             })
             .await;
             if result.is_err() {
+                count_rejected(surface, "lifetime");
                 tracing::debug!(%peer, "connection closed at its lifetime limit");
             }
         });
@@ -123,7 +197,9 @@ pub async fn serve(
     conns.abort_all();
 }
 
-async fn serve_connection<I>(io: TokioIo<I>, surface: Surface, ctx: Arc<ServerCtx>)
+/// Serves HTTP/1 on one accepted connection (plain or TLS) until it ends. Public so the
+/// fuzz harness (`fuzzing`) can drive it over an in-memory pipe.
+pub async fn serve_connection<I>(io: TokioIo<I>, surface: Surface, ctx: Arc<ServerCtx>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -135,8 +211,14 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(64 * 1024)
+        .max_header_size(MAX_HEADER_BYTES)
         .serve_connection(io, svc);
     if let Err(e) = conn.await {
+        if e.is_timeout() {
+            count_rejected(surface, "header_timeout");
+        } else if e.is_parse_too_large() {
+            count_rejected(surface, "header_too_large");
+        }
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
@@ -209,6 +291,8 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, BodyEr
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        // Only the full listener takes request bodies.
+        count_rejected(Surface::Full, "too_large");
         return Err(BodyError::TooLarge(format!(
             "declared {n} bytes, limit {limit}"
         )));
@@ -221,16 +305,20 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, BodyEr
     match body {
         Ok(Ok(b)) => Ok(b.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            count_rejected(Surface::Full, "too_large");
             Err(BodyError::TooLarge(format!("body over {limit} bytes")))
         }
         Ok(Err(e)) => Err(BodyError::Other(text(
             StatusCode::BAD_REQUEST,
             format!("body read failed: {e}\n"),
         ))),
-        Err(_) => Err(BodyError::Other(text(
-            StatusCode::REQUEST_TIMEOUT,
-            "body read timed out\n".to_owned(),
-        ))),
+        Err(_) => {
+            count_rejected(Surface::Full, "body_timeout");
+            Err(BodyError::Other(text(
+                StatusCode::REQUEST_TIMEOUT,
+                "body read timed out\n".to_owned(),
+            )))
+        }
     }
 }
 

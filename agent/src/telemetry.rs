@@ -20,6 +20,7 @@ pub const GATE_ALERT: &str = "quorumgate_gate_alert";
 pub const GATE_EPOCH: &str = "quorumgate_gate_fence_epoch";
 pub const OPERATOR_COMMANDS: &str = "quorumgate_operator_commands_total";
 pub const GATE_PROMOTIONS: &str = "quorumgate_gate_promotions_total";
+pub const HTTP_REJECTED: &str = "quorumgate_http_rejected_total";
 
 /// Installs the Prometheus recorder for this process and describes our metrics.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -51,6 +52,12 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(
         GATE_PROMOTIONS,
         "Database promotions run by a gate's failover, by result (started, already_done, error)"
+    );
+    metrics::describe_counter!(
+        HTTP_REJECTED,
+        "Connections and requests cut off by the HTTP server's limits, by listener (full, \
+         health) and reason (connection_limit, heavy_source, header_timeout, header_too_large, \
+         tls_timeout, body_timeout, too_large, lifetime)"
     );
     crate::route53::describe_metrics();
     crate::drill::describe_metrics();
