@@ -29,5 +29,8 @@ step "test dependencies (PostgreSQL, MariaDB, systemd-analyze, promtool, PyYAML,
 bash scripts/test-deps.sh
 export QG_MOTO_PYTHON="${QG_DEPS_DIR:-$HOME/.cache/quorumgate}/moto-venv/bin/python"
 
+step "fuzzing: 20 s of libFuzzer per cheap target, stable Rust (fuzz/README.md; the corpora replay in nextest)"
+bash fuzz/bounded.sh
+
 step "tests (cargo nextest)"
 cargo nextest run --workspace --no-fail-fast

@@ -22,6 +22,8 @@ pub mod demo;
 pub mod devcluster;
 pub mod drill;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gates;
 pub mod keys;
 pub mod net;

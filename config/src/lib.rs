@@ -43,6 +43,8 @@
 mod defaults;
 mod digest;
 mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 mod lenient;
 mod load;
 mod model;

@@ -36,6 +36,8 @@ pub mod book;
 pub mod codec;
 pub mod decision;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod ids;
 pub mod membership;
