@@ -6,6 +6,7 @@
 #   - promtool (Debian's prometheus package) and PyYAML (python3-yaml), with which the tests
 #     check deploy/: the Prometheus rules and their unit tests, the Kubernetes manifests.
 #   - wrk, the load generator of tests/integration/load.rs and benches/load/.
+#   - iproute2 and libfaketime for the chaos suite (network namespaces, a skewed clock).
 #   - a Python virtualenv with the pinned moto[server] (tests/fixtures/requirements.txt); the
 #     tests start their own strict Route 53 / RDS emulators from it.
 # Prints nothing but progress; exits non-zero if anything cannot be installed.
@@ -47,6 +48,17 @@ fi
 if ! /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1; then
   echo "installing PyYAML for Debian's python3"
   apt_install python3 python3-yaml
+fi
+
+# The chaos suite (tests/chaos, quorumgate-testkit): network namespaces and veth pairs with
+# iproute2 (`ip netns`, run as root), and libfaketime to skew one agent's wall clock.
+if ! command -v ip >/dev/null 2>&1; then
+  echo "installing iproute2 (for the chaos suite's network namespaces)"
+  apt_install iproute2
+fi
+if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+  echo "installing libfaketime (for the chaos suite's clock-skew scenario)"
+  apt_install faketime
 fi
 
 if ! command -v wrk >/dev/null 2>&1; then

@@ -1,0 +1,20 @@
+//! Test-only kit for the chaos suite and the end-to-end benches: regions as network
+//! namespaces, a user-space relay between them that adds latency and cuts links, and runners
+//! that execute futures inside a namespace.
+//!
+//! Everything here needs root and iproute2 (`bash scripts/test-deps.sh`); only addresses
+//! inside namespaces the kit creates (and their loopbacks) are ever used.
+//!
+//! - [`netns`]: one RAII network namespace.
+//! - [`topology`]: a hub namespace plus one namespace per region, linked by veth pairs.
+//! - [`relay`]: the hub's relay, the only path between regions: latency, cuts, counters.
+//! - [`hub`]: threads inside a namespace running futures (`Topology::in_hub`, `in_region`).
+#![forbid(unsafe_code)]
+
+pub mod hub;
+pub mod netns;
+pub mod relay;
+pub mod topology;
+
+pub use relay::{Home, LinkStats, Relay};
+pub use topology::{region_addr, Topology};
