@@ -2,6 +2,7 @@
 //! Shared by `quorumgate demo` and the integration tests, so both run the same set-up.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -36,6 +37,10 @@ pub struct Spec {
     /// Environment variables for the agent processes (e.g. AWS credentials for an emulator).
     pub env: Vec<(String, String)>,
     pub log_level: String,
+    /// Where each agent listens and the URL its peers use, by agent index. `None` (the default):
+    /// 127.0.0.1 on a free port, reached directly. Benches that put agents in network
+    /// namespaces behind a relay set the region address and the relay's address.
+    pub addresses: Option<Vec<(SocketAddr, Url)>>,
 }
 
 impl Spec {
@@ -64,6 +69,7 @@ impl Spec {
             extra_shared: String::new(),
             env: Vec::new(),
             log_level: "info".to_owned(),
+            addresses: None,
         }
     }
 }
@@ -100,16 +106,23 @@ pub fn write(spec: &Spec) -> anyhow::Result<Cluster> {
         let _ = std::fs::remove_file(&key_file);
         let key = keys::generate()?;
         keys::write_signing_key(&key_file, &key)?;
-        // Reserve a port: bind, read it, release it for the agent to bind.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let (listen, url) = match &spec.addresses {
+            Some(addresses) => addresses
+                .get(reserved.len())
+                .cloned()
+                .context("Spec::addresses has fewer entries than agents")?,
+            None => {
+                // Reserve a port: bind, read it, release it for the agent to bind.
+                let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+                (listen, format!("{scheme}://{listen}/").parse()?)
+            }
+        };
         let _ = write!(
             members,
-            "\n[[members]]\nid = \"{id}\"\nregion = \"{region}\"\nurl = \"{scheme}://127.0.0.1:{port}/\"\npublic_key = \"{}\"\n",
+            "\n[[members]]\nid = \"{id}\"\nregion = \"{region}\"\nurl = \"{url}\"\npublic_key = \"{}\"\n",
             keys::public_key_base64(&key.verifying_key())
         );
-        reserved.push((id.clone(), port, key));
+        reserved.push((id.clone(), listen, url, key));
     }
     let shared = format!(
         r#"[cluster]
@@ -151,9 +164,9 @@ body_contains = "ok"
         None
     };
     let mut agents = Vec::new();
-    for (id, port, key) in reserved {
+    for (id, listen, url, key) in reserved {
         let mut local = format!(
-            "\n[local]\nagent_id = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\nkey_file = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"{}\"\n",
+            "\n[local]\nagent_id = \"{id}\"\nlisten = \"{listen}\"\nkey_file = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"{}\"\n",
             dir.join(format!("{id}-signing.key")).display(),
             dir.join(&id).display(),
             spec.log_level,
@@ -178,7 +191,7 @@ body_contains = "ok"
         let config_path = dir.join(format!("{id}.toml"));
         std::fs::write(&config_path, format!("{shared}{local}"))?;
         agents.push(Agent {
-            url: format!("{scheme}://127.0.0.1:{port}/").parse()?,
+            url,
             log_path: dir.join(format!("{id}.log")),
             state_dir: dir.join(&id),
             config_path,
@@ -199,11 +212,22 @@ body_contains = "ok"
 /// Starts `exe agent --config …` for `agent` with `env` added to its environment, logging
 /// to its log file; killed on drop.
 pub fn spawn(exe: &Path, agent: &Agent, env: &[(String, String)]) -> anyhow::Result<Child> {
+    spawn_with(Command::new(exe), agent, env)
+        .with_context(|| format!("starting agent {} ({})", agent.id, exe.display()))
+}
+
+/// As [`spawn`], with `command` as the program: `exe` itself, or a wrapper that runs it
+/// (`ip netns exec NS exe`).
+pub fn spawn_with(
+    mut command: Command,
+    agent: &Agent,
+    env: &[(String, String)],
+) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&agent.log_path)?;
-    Command::new(exe)
+    command
         .arg("agent")
         .arg("--config")
         .arg(&agent.config_path)
@@ -213,5 +237,5 @@ pub fn spawn(exe: &Path, agent: &Agent, env: &[(String, String)]) -> anyhow::Res
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting agent {} ({})", agent.id, exe.display()))
+        .with_context(|| format!("starting agent {}", agent.id))
 }

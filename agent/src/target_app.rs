@@ -30,7 +30,12 @@ pub struct TargetApp {
 impl TargetApp {
     /// Binds 127.0.0.1 on an ephemeral port and serves until dropped.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Binds `addr` (e.g. a region namespace's address) and serves until dropped.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let behaviour = Arc::new(Mutex::new(Behaviour::default()));
         let task = tokio::spawn(serve(listener, Arc::clone(&behaviour)));

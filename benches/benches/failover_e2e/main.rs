@@ -1,5 +1,7 @@
-//! End-to-end failover latency (issue 3's performance requirement): three agent processes on
-//! loopback, the strict Route 53 emulator, one control-plane failover gate.
+//! End-to-end failover latency (issue 3's performance requirement, and issue 6's with regions):
+//! three agent processes on loopback, or one per region namespace with `--regions` (35 ms one
+//! way between regions through the test kit's relay), the strict Route 53 emulator, one
+//! control-plane failover gate.
 //!
 //! Each repetition marks the wall clock, takes the primary app down, and reads the agents'
 //! audit logs until one logs `gate_outcome` `result = "applied"` for the failover's fence
@@ -9,6 +11,7 @@
 //!
 //! ```sh
 //! cargo bench -p quorumgate-benches --bench failover_e2e [-- --reps 20 --time-limit 1200 --spread --keep]
+//! cargo bench -p quorumgate-benches --bench failover_e2e -- --regions [--latency-ms 35]
 //! ```
 //! Needs the emulator's Python (`bash scripts/test-deps.sh`); builds the release agent with
 //! cargo first (`QUORUMGATE_BIN` names a prebuilt one). A harness failure exits non-zero; a
@@ -22,6 +25,7 @@ mod rig;
 use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -31,8 +35,9 @@ use tokio::time::Instant;
 
 use emulator::Emulator;
 use measure::{AuditTail, Episode, Want};
+use quorumgate_testkit::Topology;
 use report::Rep;
-use rig::{Knobs, Rig};
+use rig::{Knobs, Placement, Rig};
 
 /// Issue 3: 1 s interval, fall after 3 rounds. Rise, hold-down and wait period are short so
 /// repetitions are quick; they do not enter the failover's path.
@@ -51,7 +56,7 @@ const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(20 * 60);
 const EPISODE_LIMIT: Duration = Duration::from_secs(60);
 const GATE: &str = "app";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Options {
     reps: usize,
     time_limit: Duration,
@@ -60,7 +65,15 @@ struct Options {
     /// round as in a deployment (by default they start together, as in the tests, and their
     /// timers fire within a few milliseconds of each other).
     spread: bool,
+    /// One-way latency between regions when the agents run in region namespaces
+    /// (`--regions`); `None`: everything on loopback.
+    regions: Option<Duration>,
 }
+
+/// The one-way latency `--regions` adds between regions: us-east-1 to us-west-2 is about
+/// 35 ms one way.
+const DEFAULT_REGION_LATENCY: Duration = Duration::from_millis(35);
+const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 
 impl Options {
     /// `Ok(None)`: arguments that are not ours (`cargo bench -p quorumgate-benches -- <criterion
@@ -78,6 +91,7 @@ impl Options {
                 .map_or(DEFAULT_TIME_LIMIT, Duration::from_secs),
             keep: false,
             spread: false,
+            regions: None,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -91,6 +105,10 @@ impl Options {
                 "--time-limit" => o.time_limit = Duration::from_secs(value("--time-limit")?),
                 "--keep" => o.keep = true,
                 "--spread" => o.spread = true,
+                "--regions" => o.regions = Some(o.regions.unwrap_or(DEFAULT_REGION_LATENCY)),
+                "--latency-ms" => {
+                    o.regions = Some(Duration::from_millis(value("--latency-ms")?));
+                }
                 _ => return Ok(None),
             }
         }
@@ -114,7 +132,7 @@ fn main() -> ExitCode {
             println!(
                 "failover_e2e: not run: the arguments {args:?} are not its own (criterion's?); \
                  run it alone: cargo bench -p quorumgate-benches --bench failover_e2e \
-                 [-- --reps N --time-limit SECONDS --spread --keep]"
+                 [-- --reps N --time-limit SECONDS --spread --regions --latency-ms MS --keep]"
             );
             return ExitCode::SUCCESS;
         }
@@ -134,18 +152,42 @@ fn main() -> ExitCode {
 
 fn run(opts: &Options) -> anyhow::Result<()> {
     emulator::moto_python()?; // before a build of several minutes
-    let exe = rig::agent_binary()?;
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?
-        .block_on(bench(opts, &exe))
+        .build()?;
+    let Some(latency) = opts.regions else {
+        let exe = rig::agent_binary()?;
+        return runtime.block_on(bench(opts, &exe, Placement::Loopback));
+    };
+    quorumgate_testkit::netns::require_ip()?;
+    let exe = rig::agent_binary()?;
+    let topo = Arc::new(Topology::create("e2e", &REGIONS)?);
+    topo.relay().set_latency_all(latency);
+    let opts = opts.clone();
+    // Everything runs on a thread inside the hub namespace: the emulator's loopback and
+    // every agent's region address are reachable there, and the harness's own requests
+    // cross no relay link.
+    let hub = Arc::clone(&topo);
+    let out = runtime.block_on(
+        topo.in_hub(move || async move { bench(&opts, &exe, Placement::Regions(&hub)).await }),
+    );
+    out?
 }
 
-async fn bench(opts: &Options, exe: &Path) -> anyhow::Result<()> {
+async fn bench(opts: &Options, exe: &Path, placement: Placement<'_>) -> anyhow::Result<()> {
     let started = Instant::now();
+    let where_ = match (placement, opts.regions) {
+        (Placement::Regions(_), Some(latency)) => format!(
+            "one agent per region namespace ({}), {} ms one way between regions and to the \
+             emulator through the relay",
+            REGIONS.join(", "),
+            latency.as_millis()
+        ),
+        _ => "127.0.0.1".to_owned(),
+    };
     println!(
-        "failover_e2e: 3 agents + strict Route 53 emulator on 127.0.0.1; round and check interval \
+        "failover_e2e: 3 agents + strict Route 53 emulator on {where_}; round and check interval \
          {} ms, fall_after {} rounds, rise_after {}, hold_down {} ms, wait_period {} ms; \
          Route 53 settings default (4 requests/s), writer_stagger default (2 s); agents started \
          {}; agent binary {}",
@@ -167,7 +209,7 @@ async fn bench(opts: &Options, exe: &Path) -> anyhow::Result<()> {
     } else {
         Duration::ZERO
     };
-    let mut rig = Rig::start(exe, &KNOBS, emu, gap).await?;
+    let mut rig = Rig::start(exe, &KNOBS, emu, gap, placement).await?;
     match repetitions(&rig, opts, started).await {
         Ok(reps) => {
             report::summary(&reps, &KNOBS);

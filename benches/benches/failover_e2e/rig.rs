@@ -2,6 +2,7 @@
 //! three agent processes (written and started by `quorumgate::devcluster`) with one
 //! control-plane failover gate on the emulator's zone.
 
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use quorumgate::devcluster::{self, Spec};
 use quorumgate::net;
 use quorumgate::status::Status;
 use quorumgate::target_app::TargetApp;
+use quorumgate_testkit::{region_addr, Home, Topology};
 use serde_json::Value;
 use tokio::process::Child;
 
@@ -143,6 +145,21 @@ values = ["{SECONDARY_IP}"]
     )
 }
 
+/// Where the agents and apps run.
+#[derive(Debug, Clone, Copy)]
+pub enum Placement<'a> {
+    /// Everything on 127.0.0.1, as in the integration tests.
+    Loopback,
+    /// One agent per region namespace; the primary app in the first region, the standby in
+    /// the second, the emulator in the hub. Every connection between regions, and from a
+    /// region to the emulator, crosses the topology's relay (and its latency). The caller
+    /// runs on a thread inside the hub namespace.
+    Regions(&'a Topology),
+}
+
+/// Port every agent listens on inside its region.
+const REGION_AGENT_PORT: u16 = 9443;
+
 /// Everything that runs, stopped when dropped (the agents and the emulator are killed; the
 /// apps' tasks are aborted).
 #[derive(Debug)]
@@ -163,26 +180,53 @@ impl Rig {
         knobs: &Knobs,
         emu: Emulator,
         spawn_gap: Duration,
+        placement: Placement<'_>,
     ) -> anyhow::Result<Self> {
         quorumgate::tls::install_crypto_provider();
         let zone_id = emu.provision().await?;
-        let primary = TargetApp::start().await.context("primary app")?;
-        let standby = TargetApp::start().await.context("standby app")?;
         let dir = tempfile::Builder::new()
             .prefix("qg-failover-e2e-")
             .tempdir()
             .context("temp dir")?;
-        let mut spec = Spec::three(dir.path(), primary.url());
+        let (primary, standby, mut spec, route53_url) = match placement {
+            Placement::Loopback => {
+                let primary = TargetApp::start().await.context("primary app")?;
+                let standby = TargetApp::start().await.context("standby app")?;
+                let spec = Spec::three(dir.path(), primary.url());
+                let standby_url = standby.url();
+                (primary, (standby, standby_url), spec, emu.url.clone())
+            }
+            Placement::Regions(topo) => {
+                let (primary, primary_url) = app_in_region(topo, 0, "primary").await?;
+                let standby = app_in_region(topo, 1, "standby").await?;
+                let mut spec = Spec::three(dir.path(), primary_url);
+                let mut addresses = Vec::new();
+                for (i, (id, _)) in spec.agents.iter().enumerate() {
+                    let listen = SocketAddrV4::new(region_addr(i), REGION_AGENT_PORT);
+                    let vip = topo.relay().expose(id, Home::Region(i), listen).await?;
+                    addresses.push((listen.into(), format!("http://{vip}/").parse()?));
+                }
+                spec.addresses = Some(addresses);
+                let emu_addr: SocketAddrV4 = emu
+                    .url
+                    .trim_start_matches("http://")
+                    .parse()
+                    .context("the emulator's address")?;
+                let emu_vip = topo.relay().expose("route53", Home::Hub, emu_addr).await?;
+                (primary, standby, spec, format!("http://{emu_vip}"))
+            }
+        };
+        let (standby, standby_url) = standby;
         spec.round_ms = knobs.round_ms;
         spec.timeout_ms = knobs.check_timeout_ms;
         spec.fall_after = knobs.fall_after;
         spec.rise_after = knobs.rise_after;
         spec.hold_down_ms = knobs.hold_down_ms;
-        spec.extra_shared = shared_toml(knobs, &standby.url(), &zone_id);
+        spec.extra_shared = shared_toml(knobs, &standby_url, &zone_id);
         // Route 53 settings: the defaults (4 requests/s, 10 s attempts, INSYNC wait up to 2 min
         // polling every 2 s) except the endpoint. The emulator answers INSYNC in the
         // ChangeResourceRecordSets response itself, so no GetChange poll is made.
-        let route53 = format!("[local.route53]\nendpoint_url = \"{}\"\n", emu.url);
+        let route53 = format!("[local.route53]\nendpoint_url = \"{route53_url}\"\n");
         spec.extra_local = spec
             .agents
             .iter()
@@ -195,7 +239,12 @@ impl Rig {
             if i > 0 {
                 tokio::time::sleep(spawn_gap).await;
             }
-            children.push(devcluster::spawn(exe, a, &spec.env)?);
+            children.push(match placement {
+                Placement::Loopback => devcluster::spawn(exe, a, &spec.env)?,
+                Placement::Regions(topo) => {
+                    devcluster::spawn_with(topo.region_ns(i).command(exe), a, &spec.env)?
+                }
+            });
         }
         Ok(Self {
             primary,
@@ -283,4 +332,22 @@ impl Rig {
     pub fn keep_dir(&mut self) -> Option<PathBuf> {
         self.dir.take().map(tempfile::TempDir::keep)
     }
+}
+
+/// A target app listening in region `i`, and the URL (through the relay) the checks use.
+async fn app_in_region(
+    topo: &Topology,
+    i: usize,
+    name: &str,
+) -> anyhow::Result<(TargetApp, String)> {
+    let bind = SocketAddrV4::new(region_addr(i), 0);
+    let app = topo
+        .in_region(i, move || TargetApp::bind(bind.into()))
+        .await?
+        .with_context(|| format!("{name} app in region {i}"))?;
+    let SocketAddr::V4(upstream) = app.addr() else {
+        bail!("the {name} app bound a non-IPv4 address");
+    };
+    let vip = topo.relay().expose(name, Home::Region(i), upstream).await?;
+    Ok((app, format!("http://{vip}/healthz")))
 }
