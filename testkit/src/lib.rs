@@ -5,12 +5,14 @@
 //! Everything here needs root and iproute2 (`bash scripts/test-deps.sh`); only addresses
 //! inside namespaces the kit creates (and their loopbacks) are ever used.
 //!
+//! - [`emulator`]: where the strict Route 53 emulator is, and its clients' environment.
 //! - [`netns`]: one RAII network namespace.
 //! - [`topology`]: a hub namespace plus one namespace per region, linked by veth pairs.
 //! - [`relay`]: the hub's relay, the only path between regions: latency, cuts, counters.
 //! - [`hub`]: threads inside a namespace running futures (`Topology::in_hub`, `in_region`).
 #![forbid(unsafe_code)]
 
+pub mod emulator;
 pub mod hub;
 pub mod netns;
 pub mod relay;

@@ -194,7 +194,11 @@ impl GateRig {
         }
         // Credentials for the emulator, and nothing from the host's AWS configuration.
         for i in 0..rig.len() {
-            rig.opts.env.entry(i).or_default().extend(aws_env());
+            rig.opts
+                .env
+                .entry(i)
+                .or_default()
+                .extend(quorumgate_testkit::emulator::aws_env());
         }
         for i in 0..rig.len() {
             rig.restart(i).await;
@@ -435,23 +439,6 @@ fn writer(api: Arc<dyn Route53Api>, zone_id: &str, agent: &str) -> FencedWriter 
         },
     )
     .expect("writer")
-}
-
-fn aws_env() -> Vec<(String, String)> {
-    [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent/quorumgate-test"),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/quorumgate-test",
-        ),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect()
 }
 
 /// Shared TOML: check `standby` and the control-plane failover gate [`GATE`].

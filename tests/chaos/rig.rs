@@ -631,30 +631,17 @@ pub async fn hub_http(
     .await?
 }
 
-/// Where scripts/test-deps.sh puts the emulator's Python (overridable with `QG_MOTO_PYTHON`).
-fn moto_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("QG_MOTO_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let deps = std::env::var_os("QG_DEPS_DIR").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/quorumgate"),
-        PathBuf::from,
-    );
-    deps.join("moto-venv/bin/python")
-}
-
 impl HubEmulator {
     /// Starts tests/fixtures/moto_strict.py inside the hub namespace and exposes it (homed in
     /// the hub) through the relay.
     async fn start(topo: &Topology) -> Self {
-        let python = moto_python();
+        let python = quorumgate_testkit::emulator::moto_python();
         assert!(
             python.exists(),
             "the Route 53 emulator's Python is missing at {}: run `bash scripts/test-deps.sh`",
             python.display()
         );
-        let fixture =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/moto_strict.py");
+        let fixture = quorumgate_testkit::emulator::fixture();
         let mut child = topo
             .hub_ns()
             .command(&python)

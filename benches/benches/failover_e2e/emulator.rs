@@ -2,7 +2,7 @@
 //! process on a loopback port it picks itself, a hosted zone, the gate's normal records at
 //! fence epoch 1 (as `quorumgate provision` leaves them), and the request log.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,18 +28,7 @@ pub const RECORD_TTL_S: u32 = 60;
 /// The emulator's Python where `scripts/test-deps.sh` puts it (`QG_MOTO_PYTHON` overrides
 /// it); an error naming the script when it is missing.
 pub fn moto_python() -> anyhow::Result<PathBuf> {
-    let python = match std::env::var_os("QG_MOTO_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("QG_DEPS_DIR")
-            .map_or_else(
-                || {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/quorumgate")
-                },
-                PathBuf::from,
-            )
-            .join("moto-venv/bin/python"),
-    };
+    let python = quorumgate_testkit::emulator::moto_python();
     if !python.exists() {
         bail!(
             "the Route 53 emulator's Python is missing at {}: run `bash scripts/test-deps.sh` \
@@ -48,10 +37,6 @@ pub fn moto_python() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(python)
-}
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/moto_strict.py")
 }
 
 /// One request as the emulator logged it.
@@ -77,7 +62,7 @@ impl Emulator {
     pub async fn start(lifetime: Duration) -> anyhow::Result<Self> {
         let python = moto_python()?;
         let mut child = Command::new(&python)
-            .arg(fixture())
+            .arg(quorumgate_testkit::emulator::fixture())
             .args(["--port", "0", "--max-lifetime-s"])
             .arg(lifetime.as_secs().max(60).to_string())
             .stdin(Stdio::piped())

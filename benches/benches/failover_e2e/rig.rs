@@ -74,24 +74,6 @@ pub fn agent_binary() -> anyhow::Result<PathBuf> {
         .context("cargo build reported no quorumgate executable")
 }
 
-/// Credentials for the emulator, and nothing from the host's AWS configuration.
-fn aws_env() -> Vec<(String, String)> {
-    [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent/quorumgate-bench"),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/quorumgate-bench",
-        ),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect()
-}
-
 /// The standby's check and the gate: primary = check `app` (the cluster's own check),
 /// secondary = check `standby`. Policy and writer settings are the defaults except where the
 /// bench needs quick repetitions (`wait_period`, `max_changes`) and automatic failback.
@@ -232,7 +214,7 @@ impl Rig {
             .iter()
             .map(|(id, _)| (id.clone(), route53.clone()))
             .collect();
-        spec.env = aws_env();
+        spec.env = quorumgate_testkit::emulator::aws_env();
         let cluster = devcluster::write(&spec)?;
         let mut children = Vec::new();
         for (i, a) in cluster.agents.iter().enumerate() {

@@ -1,7 +1,6 @@
 //! One strict Route 53 emulator process per test (tests/fixtures/moto_strict.py), on a free
 //! loopback port it picks itself, plus helpers for its admin endpoints.
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,26 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use quorumgate::net;
 use quorumgate::route53::{RateLimiter, RetryPolicy, SdkOptions, SdkRoute53, StaticCredentials};
+use quorumgate_testkit::emulator::fixture;
+pub use quorumgate_testkit::emulator::moto_python;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-
-/// Where scripts/test-deps.sh puts the emulator's Python (overridable with `QG_MOTO_PYTHON`).
-pub fn moto_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("QG_MOTO_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let deps = std::env::var_os("QG_DEPS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/quorumgate")
-        });
-    deps.join("moto-venv/bin/python")
-}
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/moto_strict.py")
-}
 
 /// One request as the fixture logged it.
 #[derive(Debug, Clone)]

@@ -68,7 +68,7 @@ impl GateRig {
         );
         let bare_zone = zone_id.trim_start_matches("/hostedzone/").to_owned();
         let c = TestCluster::start(|spec| {
-            spec.env = aws_env();
+            spec.env = quorumgate_testkit::emulator::aws_env();
             // RDS (a gate's `[gates.promote]`) through the standard endpoint setting.
             spec.env
                 .push(("AWS_ENDPOINT_URL_RDS".to_owned(), emu.url.clone()));
@@ -223,24 +223,6 @@ impl GateRig {
             .unwrap_or_else(|| panic!("no {gate} line: {text}"))
             .to_owned()
     }
-}
-
-/// Credentials for the emulator, and nothing from the host's AWS configuration.
-fn aws_env() -> Vec<(String, String)> {
-    [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent/quorumgate-test"),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/quorumgate-test",
-        ),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect()
 }
 
 /// Shared TOML: the check `standby`, probing `url` with the cluster's short timings.
