@@ -13,16 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use config::{GateConfig, RecordAnswer};
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::TokioResolver;
 use quorum::gate::DesiredState;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{DnsReport, DnsSample};
 use crate::clock::SharedClock;
 use crate::gates::records::state_from_records;
+use crate::probe::dns::build_resolver;
 use crate::route53::Route53Api;
 
 /// How long one DNS query may take.
@@ -70,24 +69,7 @@ fn norm_value(s: &str) -> String {
 impl Observer {
     /// Asks `addr` (UDP) directly, with no cache.
     pub fn resolver(addr: SocketAddr, gate: GateConfig) -> anyhow::Result<Self> {
-        let mut ns = NameServerConfig::udp(addr.ip());
-        for conn in &mut ns.connections {
-            conn.port = addr.port();
-        }
-        let mut builder = Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(vec![ns]),
-            TokioRuntimeProvider::default(),
-        );
-        let opts = builder.options_mut();
-        opts.cache_size = 0;
-        opts.positive_max_ttl = Some(Duration::ZERO);
-        opts.negative_max_ttl = Some(Duration::ZERO);
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.timeout = QUERY_TIMEOUT / 2;
-        opts.attempts = 1;
-        opts.try_tcp_on_error = false;
-        let resolver = builder
-            .build()
+        let resolver = build_resolver(addr, false, QUERY_TIMEOUT)
             .map_err(|e| anyhow::anyhow!("resolver {addr}: {e}"))?;
         Ok(Self {
             source: Source::Resolver {

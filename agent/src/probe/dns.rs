@@ -57,7 +57,10 @@ impl ResolverCache {
     }
 }
 
-fn build_resolver(
+/// A resolver that asks `nameserver` directly and caches nothing, with no hosts file and two
+/// tries of `timeout / 2`: what a probe (and the drill's DNS watch) must see is the server's
+/// answer now.
+pub(crate) fn build_resolver(
     nameserver: SocketAddr,
     tcp: bool,
     timeout: Duration,
