@@ -30,7 +30,6 @@ use quorumgate::status::Status;
 use quorumgate::target_app::TargetApp;
 use quorumgate::{keys, net, tls};
 use quorumgate_testkit::{region_addr, Home, Topology};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::time::Instant;
 
@@ -635,36 +634,13 @@ impl HubEmulator {
     /// Starts tests/fixtures/moto_strict.py inside the hub namespace and exposes it (homed in
     /// the hub) through the relay.
     async fn start(topo: &Topology) -> Self {
-        let python = quorumgate_testkit::emulator::moto_python();
-        assert!(
-            python.exists(),
-            "the Route 53 emulator's Python is missing at {}: run `bash scripts/test-deps.sh`",
-            python.display()
-        );
-        let fixture = quorumgate_testkit::emulator::fixture();
-        let mut child = topo
-            .hub_ns()
-            .command(&python)
-            .arg(fixture)
-            .args(["--port", "8053", "--max-lifetime-s", "600"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {} in the hub: {e}", python.display()));
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("emulator did not report its port within 30 s")
-            .expect("reading emulator stdout")
-            .expect("emulator exited before listening");
-        let port: u16 = line
-            .strip_prefix("LISTENING ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the emulator: {line:?}"));
+        let python =
+            quorumgate_testkit::emulator::require_python().unwrap_or_else(|e| panic!("{e}"));
+        let spawned =
+            quorumgate_testkit::emulator::spawn(topo.hub_ns().command(&python), 8053, 600, &[])
+                .await
+                .unwrap_or_else(|e| panic!("in the hub: {e:#}"));
+        let port = spawned.port;
         let vip = topo
             .relay()
             .expose(
@@ -677,8 +653,8 @@ impl HubEmulator {
         let emu = Self {
             url: format!("http://{vip}"),
             hub_url: format!("http://127.0.0.1:{port}"),
-            child,
-            _stdin: stdin,
+            child: spawned.child,
+            _stdin: spawned.stdin,
         };
         for _ in 0..100 {
             if emu.admin(topo, http::Method::GET, "/_health", "").await.0 == 200 {

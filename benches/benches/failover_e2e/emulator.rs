@@ -3,7 +3,6 @@
 //! fence epoch 1 (as `quorumgate provision` leaves them), and the request log.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,6 @@ use quorumgate::route53::{
     SdkOptions, SdkRoute53, StaticCredentials, WriterOptions,
 };
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
 pub const ZONE_NAME: &str = "example.com";
@@ -28,15 +26,7 @@ pub const RECORD_TTL_S: u32 = 60;
 /// The emulator's Python where `scripts/test-deps.sh` puts it (`QG_MOTO_PYTHON` overrides
 /// it); an error naming the script when it is missing.
 pub fn moto_python() -> anyhow::Result<PathBuf> {
-    let python = quorumgate_testkit::emulator::moto_python();
-    if !python.exists() {
-        bail!(
-            "the Route 53 emulator's Python is missing at {}: run `bash scripts/test-deps.sh` \
-             (or point QG_MOTO_PYTHON at a Python with moto[server]==5.2.5)",
-            python.display()
-        );
-    }
-    Ok(python)
+    quorumgate_testkit::emulator::require_python()
 }
 
 /// One request as the emulator logged it.
@@ -61,31 +51,14 @@ impl Emulator {
     /// Starts the emulator; it exits by itself after `lifetime` in any case.
     pub async fn start(lifetime: Duration) -> anyhow::Result<Self> {
         let python = moto_python()?;
-        let mut child = Command::new(&python)
-            .arg(quorumgate_testkit::emulator::fixture())
-            .args(["--port", "0", "--max-lifetime-s"])
-            .arg(lifetime.as_secs().max(60).to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", python.display()))?;
-        let stdin = child.stdin.take().context("emulator stdin")?;
-        let stdout = child.stdout.take().context("emulator stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("the emulator did not report its port within 30 s")??
-            .context("the emulator exited before listening")?;
-        let port: u16 = line
-            .strip_prefix("LISTENING ")
-            .and_then(|p| p.trim().parse().ok())
-            .with_context(|| format!("unexpected first line from the emulator: {line:?}"))?;
+        let spawned =
+            quorumgate_testkit::emulator::spawn(Command::new(&python), 0, lifetime.as_secs(), &[])
+                .await?;
+        let port = spawned.port;
         let emulator = Self {
             url: format!("http://127.0.0.1:{port}"),
-            child,
-            _stdin: stdin,
+            child: spawned.child,
+            _stdin: spawned.stdin,
         };
         for _ in 0..100 {
             if emulator.admin(http::Method::GET, "/_health").await.0 == 200 {

@@ -1,17 +1,13 @@
 //! One strict Route 53 emulator process per test (tests/fixtures/moto_strict.py), on a free
 //! loopback port it picks itself, plus helpers for its admin endpoints.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use quorumgate::net;
 use quorumgate::route53::{RateLimiter, RetryPolicy, SdkOptions, SdkRoute53, StaticCredentials};
-use quorumgate_testkit::emulator::fixture;
-pub use quorumgate_testkit::emulator::moto_python;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
 /// One request as the fixture logged it.
@@ -38,39 +34,16 @@ impl Emulator {
     }
 
     pub async fn start_with(args: &[&str]) -> Self {
-        let python = moto_python();
-        assert!(
-            python.exists(),
-            "the Route 53 emulator's Python is missing at {}: run `bash scripts/test-deps.sh` \
-             (or point QG_MOTO_PYTHON at a Python with moto[server]==5.2.5)",
-            python.display()
-        );
-        let mut child = Command::new(&python)
-            .arg(fixture())
-            .args(["--port", "0", "--max-lifetime-s", "600"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", python.display()));
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        let python =
+            quorumgate_testkit::emulator::require_python().unwrap_or_else(|e| panic!("{e}"));
+        let spawned = quorumgate_testkit::emulator::spawn(Command::new(&python), 0, 600, args)
             .await
-            .expect("emulator did not report its port within 30 s")
-            .expect("reading emulator stdout")
-            .expect("emulator exited before listening");
-        let port: u16 = line
-            .strip_prefix("LISTENING ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the emulator: {line:?}"));
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let port = spawned.port;
         let emulator = Self {
             url: format!("http://127.0.0.1:{port}"),
-            child,
-            _stdin: stdin,
+            child: spawned.child,
+            _stdin: spawned.stdin,
         };
         for _ in 0..100 {
             if emulator.admin(http::Method::GET, "/_health", "").await.0 == 200 {
