@@ -4,6 +4,15 @@
 //! continuously for `fall_after`; Unhealthy → Healthy after Healthy continuously for
 //! `rise_after`. `NoQuorum` holds the state and breaks any streak (it is not "continuously").
 //! After a transition, `hold_down_ms` must pass before the next one.
+//!
+//! # Evaluations between rounds
+//! [`DecisionMachine::step`] closes a round. [`DecisionMachine::step_early`] feeds a verdict
+//! tallied between two rounds (a peer's ballot just arrived): it counts as the *next* round's
+//! verdict, at most once per round, so a decision lands the moment the evidence for it exists
+//! instead of at the next tick, while `Rounds(n)` still means n rounds of ballots. An early
+//! verdict can only advance a streak or complete a transition; whether the streak was
+//! continuous is still judged by the round's own evaluation, which follows: if that verdict
+//! disagrees, the streak is broken as usual.
 
 use crate::ids::CheckId;
 use crate::tally::{Certificate, Outcome, Verdict};
@@ -74,6 +83,9 @@ struct Streak {
     toward: State,
     rounds: u32,
     started_at: UnixMillis,
+    /// The last round of `rounds` was counted by an early verdict; the round's own evaluation
+    /// confirms it (without counting it again) or breaks the streak.
+    early: bool,
 }
 
 /// One check's decision machine.
@@ -146,6 +158,17 @@ impl DecisionMachine {
     /// A verdict for another check is ignored. Only a verdict carrying a certificate can move
     /// the machine; the tally attaches one to every `Healthy`/`Unhealthy` outcome.
     pub fn step(&mut self, now: UnixMillis, verdict: &Verdict) -> Option<Transition> {
+        self.advance(now, verdict, false)
+    }
+
+    /// Feeds a verdict tallied between two rounds (see the module docs): it may advance the
+    /// streak by the next round, once, and complete a transition now; it never breaks a
+    /// streak, and a `NoQuorum` or agreeing verdict changes nothing.
+    pub fn step_early(&mut self, now: UnixMillis, verdict: &Verdict) -> Option<Transition> {
+        self.advance(now, verdict, true)
+    }
+
+    fn advance(&mut self, now: UnixMillis, verdict: &Verdict, early: bool) -> Option<Transition> {
         if verdict.check != self.check {
             return None;
         }
@@ -153,25 +176,32 @@ impl DecisionMachine {
         let toward = match verdict.outcome {
             Outcome::Healthy => State::Healthy,
             Outcome::Unhealthy => State::Unhealthy,
+            Outcome::NoQuorum if early => return None,
             Outcome::NoQuorum => {
                 self.streak = None;
                 return None;
             }
         };
         if toward == self.state {
-            self.streak = None;
+            if !early {
+                self.streak = None;
+            }
             return None;
         }
         let certificate = verdict.certificate.as_ref()?;
         let streak = match self.streak {
+            // This round was already counted early: confirm it, or (early again) keep it.
+            Some(s) if s.toward == toward && s.early => Streak { early, ..s },
             Some(s) if s.toward == toward => Streak {
                 rounds: s.rounds.saturating_add(1),
+                early,
                 ..s
             },
             _ => Streak {
                 toward,
                 rounds: 1,
                 started_at: now,
+                early,
             },
         };
         self.streak = Some(streak);
@@ -486,5 +516,109 @@ mod tests {
             "not the deciding verdict's certificate"
         );
         assert_eq!(carried.ballot.seq(), 2_000);
+    }
+
+    /// One evaluation: `(ms, early, outcome)`; returns the indices of the transitions.
+    fn feed(m: &mut DecisionMachine, steps: &[(u64, bool, Outcome)]) -> Vec<usize> {
+        steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (ms, early, o))| {
+                let v = verdict(*o, *ms);
+                let t = if *early {
+                    m.step_early(at(*ms), &v)
+                } else {
+                    m.step(at(*ms), &v)
+                };
+                t.map(|_| i)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn early_verdicts_count_as_the_next_round_once() {
+        const E: bool = true;
+        const R: bool = false;
+        // (fall_after rounds, evaluations, transitions at, pending rounds after)
+        let table: &[(u32, &[(u64, bool, Outcome)], &[usize], u32)] = &[
+            // fall_after 1: the first early Unhealthy decides, before the tick.
+            (1, &[(0, R, H), (300, E, U), (1_000, R, U)], &[1], 0),
+            // fall_after 2: round 1 early, confirmed by its tick, round 2 early decides.
+            (
+                2,
+                &[(0, R, H), (300, E, U), (1_000, R, U), (1_300, E, U)],
+                &[3],
+                0,
+            ),
+            // Many early verdicts in one round count once.
+            (
+                3,
+                &[
+                    (0, R, H),
+                    (100, E, U),
+                    (200, E, U),
+                    (300, E, U),
+                    (400, E, U),
+                ],
+                &[],
+                1,
+            ),
+            // A tick's own Unhealthy round, then an early one: two rounds.
+            (2, &[(0, R, U), (300, E, U)], &[1], 0),
+            // An early verdict never breaks a streak: NoQuorum and agreeing verdicts are no-ops.
+            (
+                3,
+                &[(0, R, U), (300, E, N), (400, E, H), (1_000, R, U)],
+                &[],
+                2,
+            ),
+            // The round's own evaluation breaks a streak an early verdict advanced.
+            (
+                2,
+                &[(0, R, H), (300, E, U), (1_000, R, N), (1_300, E, U)],
+                &[],
+                1,
+            ),
+            (
+                2,
+                &[(0, R, H), (300, E, U), (1_000, R, H), (1_300, E, U)],
+                &[],
+                1,
+            ),
+        ];
+        for (fall, steps, want, pending) in table {
+            let mut m = DecisionMachine::new(
+                api(),
+                policy(After::Rounds(*fall), After::Rounds(5), 0),
+                at(0),
+            );
+            assert_eq!(&feed(&mut m, steps), want, "fall_after {fall}: {steps:?}");
+            assert_eq!(m.pending_rounds(), *pending, "fall_after {fall}: {steps:?}");
+        }
+    }
+
+    #[test]
+    fn early_verdicts_respect_hold_down_and_durations() {
+        // hold_down 5 s after the first transition: an early verdict cannot undercut it.
+        let mut m = DecisionMachine::new(
+            api(),
+            policy(After::Rounds(1), After::Rounds(1), 5_000),
+            at(0),
+        );
+        assert_eq!(feed(&mut m, &[(0, false, U)]), [0]);
+        assert!(m.step_early(at(4_999), &verdict(H, 4_999)).is_none());
+        assert!(m.step_early(at(5_000), &verdict(H, 5_000)).is_some());
+        // Millis: an early verdict completes the transition as soon as the time has passed.
+        let mut m = DecisionMachine::new(
+            api(),
+            policy(After::Millis(2_000), After::Rounds(1), 0),
+            at(0),
+        );
+        assert!(m.step(at(0), &verdict(U, 0)).is_none());
+        assert!(m.step(at(1_000), &verdict(U, 1_000)).is_none());
+        let t = m
+            .step_early(at(2_000), &verdict(U, 2_000))
+            .expect("2 s held");
+        assert_eq!(t.at, at(2_000));
     }
 }

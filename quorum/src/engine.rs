@@ -1,7 +1,8 @@
 //! The book plus one decision machine per check: the whole protocol state of one agent.
 //!
-//! The agent feeds it ballots (its own and its peers') as they arrive and calls
-//! [`Engine::evaluate`] once per round; it reports transitions, each with its certificate.
+//! The agent feeds it ballots (its own and its peers') as they arrive, calls
+//! [`Engine::evaluate`] once per round and [`Engine::evaluate_early`] when a peer's ballot
+//! arrives between rounds; both report transitions, each with its certificate.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +53,19 @@ impl Engine {
         let mut transitions = Vec::new();
         for ((machine, last), verdict) in self.checks.iter_mut().zip(verdicts) {
             transitions.extend(machine.step(now, &verdict));
+            *last = Some(verdict);
+        }
+        transitions
+    }
+
+    /// Tallies every check between two rounds (a peer's ballot just arrived) and feeds each
+    /// machine an early verdict ([`DecisionMachine::step_early`]): a decision whose evidence is
+    /// complete lands now instead of at the next round.
+    pub fn evaluate_early(&mut self, now: UnixMillis) -> Vec<Transition> {
+        let verdicts = tally_all(&self.book, self.checks.iter().map(|(m, _)| m.check()), now);
+        let mut transitions = Vec::new();
+        for ((machine, last), verdict) in self.checks.iter_mut().zip(verdicts) {
+            transitions.extend(machine.step_early(now, &verdict));
             *last = Some(verdict);
         }
         transitions

@@ -86,6 +86,8 @@ enum Action {
     Advance(u64),
     /// The observer tallies and steps every decision machine.
     Evaluate,
+    /// The observer tallies between rounds (a ballot arrived) and steps every machine early.
+    EvaluateEarly,
     /// A faulty member, or the outsider, sends something.
     Fault(Index, Fault),
 }
@@ -190,6 +192,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => any::<Index>().prop_map(Action::Drop),
         3 => prop_oneof![4 => 0u64..3_000, 1 => 3_000u64..20_000].prop_map(Action::Advance),
         4 => Just(Action::Evaluate),
+        2 => Just(Action::EvaluateEarly),
         3 => (any::<Index>(), fault()).prop_map(|(who, f)| Action::Fault(who, f)),
     ]
 }
@@ -348,8 +351,12 @@ impl Sim {
                 }
             }
             Action::Advance(ms) => self.now = self.now.plus(*ms),
-            Action::Evaluate => {
-                let transitions = self.engine.evaluate(self.now);
+            Action::Evaluate | Action::EvaluateEarly => {
+                let transitions = if matches!(action, Action::Evaluate) {
+                    self.engine.evaluate(self.now)
+                } else {
+                    self.engine.evaluate_early(self.now)
+                };
                 for t in &transitions {
                     self.check_transition(t)?;
                 }
