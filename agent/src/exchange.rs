@@ -3,6 +3,12 @@
 //!
 //! Signatures carry the trust, not the transport: whatever arrives goes through the book.
 //! One request per peer at a time, a short timeout and no retries — the next round is the retry.
+//! A ballot pushed while the peer's previous request still runs waits in a one-ballot slot
+//! (the newest replaces an older one) and goes out when that request ends, so an early ballot
+//! is never silently dropped and a slow peer never builds a queue.
+//!
+//! A call that fails for lack of a local resource (descriptors, ports, buffers) tells the node,
+//! which then abstains: this agent cannot see, whatever the peers say.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +30,36 @@ use crate::telemetry as t;
 struct Peer {
     id: AgentId,
     ballots_url: Url,
+    /// A request to this peer is running. Set and cleared with `pending` locked.
     busy: AtomicBool,
+    /// The newest ballot pushed while busy: sent when the running request ends.
+    pending: Mutex<Option<Bytes>>,
+}
+
+impl Peer {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Option<Bytes>> {
+        // An Option cannot be left half-written; keep using it after a panic elsewhere.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Claims the peer for a request; `false` when one is already running.
+    fn claim(&self) -> bool {
+        let _slot = self.pending();
+        !self.busy.swap(true, Ordering::AcqRel)
+    }
+
+    /// Ends a request: hands back the ballot that waited for it (the peer stays claimed), or
+    /// frees the peer.
+    fn release(&self) -> Option<Bytes> {
+        let mut slot = self.pending();
+        let next = slot.take();
+        if next.is_none() {
+            self.busy.store(false, Ordering::Release);
+        }
+        next
+    }
 }
 
 /// Talks to every other member.
@@ -59,6 +94,7 @@ impl Exchange {
                     id: m.id.clone(),
                     ballots_url,
                     busy: AtomicBool::new(false),
+                    pending: Mutex::new(None),
                 }));
             }
             let c = &cfg.shared.cluster;
@@ -108,37 +144,67 @@ impl Exchange {
         }
     }
 
-    /// Pushes `wire` to every peer not already busy with a previous request; returns at once.
+    /// Pushes `wire` to every peer; to a peer still busy with a previous request, it is sent
+    /// when that request ends (replacing any older ballot waiting there). Returns at once.
     pub fn push_all(self: &Arc<Self>, wire: &Arc<Vec<u8>>) {
+        let body = Bytes::from(wire.as_ref().clone());
         for peer in &self.peers {
-            if peer.busy.swap(true, Ordering::AcqRel) {
-                self.record_push(
-                    &peer.id,
-                    "skipped: previous request still running".to_owned(),
-                    "busy",
-                );
-                continue;
-            }
-            let this = Arc::clone(self);
-            let peer = Arc::clone(peer);
-            let body = Bytes::from(wire.as_ref().clone());
-            tokio::spawn(async move {
-                let req = this.request(&peer.ballots_url, Method::POST, body);
-                let (summary, label) = match net::send(&req, this.timeout).await {
-                    Ok(r) if r.status.is_success() => ("ok".to_owned(), "ok"),
-                    Ok(r) => {
-                        let text = String::from_utf8_lossy(&r.body);
-                        (
-                            format!("http {}: {}", r.status.as_u16(), text.trim()),
-                            "rejected",
-                        )
+            {
+                let mut slot = peer.pending();
+                if peer.busy.swap(true, Ordering::AcqRel) {
+                    if slot.replace(body.clone()).is_some() {
+                        self.record_push(
+                            &peer.id,
+                            "replaced: a newer ballot took the waiting one's place".to_owned(),
+                            "replaced",
+                        );
                     }
-                    Err(e) => (format!("{}: {e}", e.reason()), e.reason()),
-                };
-                peer.busy.store(false, Ordering::Release);
-                this.record_push(&peer.id, summary, label);
-            });
+                    continue;
+                }
+            }
+            self.spawn_push(Arc::clone(peer), body.clone());
         }
+    }
+
+    /// Sends `body` to a claimed peer, then whatever waited for it, then frees the peer.
+    fn spawn_push(self: &Arc<Self>, peer: Arc<Peer>, body: Bytes) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut body = Some(body);
+            while let Some(b) = body.take() {
+                this.push_one(&peer, b).await;
+                body = peer.release();
+            }
+        });
+    }
+
+    async fn push_one(&self, peer: &Peer, body: Bytes) {
+        let req = self.request(&peer.ballots_url, Method::POST, body);
+        let (summary, label) = match net::send(&req, self.timeout).await {
+            Ok(r) if r.status.is_success() => ("ok".to_owned(), "ok"),
+            Ok(r) => {
+                let text = String::from_utf8_lossy(&r.body);
+                (
+                    format!("http {}: {}", r.status.as_u16(), text.trim()),
+                    "rejected",
+                )
+            }
+            Err(e) => {
+                if e.is_local_resource() {
+                    self.local_resource(&format!("push to {}: {e}", peer.id));
+                }
+                (format!("{}: {e}", e.reason()), e.reason())
+            }
+        };
+        self.record_push(&peer.id, summary, label);
+    }
+
+    fn local_resource(&self, what: &str) {
+        let now = self.clock.now();
+        self.node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record_local_resource(now, what.to_owned());
     }
 
     fn record_push(&self, peer: &AgentId, summary: String, label: &'static str) {
@@ -153,16 +219,16 @@ impl Exchange {
     pub async fn pull(self: &Arc<Self>, only: Option<&[AgentId]>) {
         let mut tasks = tokio::task::JoinSet::new();
         for peer in &self.peers {
-            if only.is_some_and(|ids| !ids.contains(&peer.id))
-                || peer.busy.swap(true, Ordering::AcqRel)
-            {
+            if only.is_some_and(|ids| !ids.contains(&peer.id)) || !peer.claim() {
                 continue;
             }
             let this = Arc::clone(self);
             let peer = Arc::clone(peer);
             tasks.spawn(async move {
                 let result = this.pull_one(&peer).await;
-                peer.busy.store(false, Ordering::Release);
+                if let Some(waiting) = peer.release() {
+                    this.spawn_push(Arc::clone(&peer), waiting);
+                }
                 let label = match &result {
                     Ok(n) => {
                         tracing::debug!(peer = %peer.id, ballots = n, "pulled ballots");
@@ -170,6 +236,11 @@ impl Exchange {
                     }
                     Err(e) => {
                         tracing::debug!(peer = %peer.id, error = %e, "pull failed");
+                        if e.downcast_ref::<net::NetError>()
+                            .is_some_and(net::NetError::is_local_resource)
+                        {
+                            this.local_resource(&format!("pull from {}: {e}", peer.id));
+                        }
                         "error"
                     }
                 };

@@ -26,6 +26,7 @@ pub mod exchange;
 pub mod fuzzing;
 pub mod gates;
 pub mod keys;
+pub mod local_resource;
 pub mod net;
 pub mod node;
 pub mod operator_cli;

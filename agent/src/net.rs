@@ -131,10 +131,15 @@ pub enum NetError {
 }
 
 impl NetError {
-    /// `dns`, `connect_refused`, `connect`, `tls`, `timeout`, `http` or `error` (a request that
-    /// could not be built; a configuration problem, not the target's).
+    /// `dns`, `connect_refused`, `connect`, `tls`, `timeout`, `http`, `error` (a request that
+    /// could not be built; a configuration problem, not the target's), or `local_resource`
+    /// (this agent ran out of descriptors, buffers, memory or ports: see
+    /// [`crate::local_resource`]).
     #[must_use]
     pub fn reason(&self) -> &'static str {
+        if self.is_local_resource() {
+            return crate::local_resource::REASON;
+        }
         match self {
             NetError::Dns { .. } => "dns",
             NetError::ConnectRefused { .. } => "connect_refused",
@@ -143,6 +148,23 @@ impl NetError {
             NetError::Timeout { .. } => "timeout",
             NetError::Http(_) => "http",
             NetError::InvalidRequest(_) => "error",
+        }
+    }
+}
+
+impl NetError {
+    /// The agent's own resources failed, not the target (see [`crate::local_resource`]).
+    #[must_use]
+    pub fn is_local_resource(&self) -> bool {
+        use crate::local_resource::{in_chain, is_local_io};
+        match self {
+            NetError::Dns { source, .. }
+            | NetError::Connect { source, .. }
+            | NetError::Tls { source, .. } => is_local_io(source) || in_chain(source),
+            NetError::Http(e) => in_chain(e),
+            NetError::ConnectRefused { .. }
+            | NetError::Timeout { .. }
+            | NetError::InvalidRequest(_) => false,
         }
     }
 }

@@ -16,6 +16,7 @@ use quorum::{
 
 use crate::audit::{self, SharedAudit};
 use crate::drill::{DrillBoard, DrillVote};
+use crate::local_resource;
 use crate::probe::ProbeOutcome;
 use crate::status::{
     BallotSummary, CheckStatus, ControlStatus, MemberStatus, ObservationStatus,
@@ -23,26 +24,43 @@ use crate::status::{
 };
 use crate::telemetry as t;
 
-/// Why this agent withholds accusations.
+/// Why this agent withholds accusations on every check: its own sickness, never one check's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AbstainCause {
+    /// A control probe (the agent's own network) keeps failing.
     ControlFailed(String),
-    Overrun,
+    /// Probes across the scheduler start late, or the round timer fired late: the runtime
+    /// cannot keep up, and a failure it measures may be its own.
+    Starved,
+    /// A probe or peer call ran out of descriptors, buffers, memory or ports (the detail).
+    LocalResource(String),
 }
 
 impl AbstainCause {
     fn reason(&self) -> Reason {
         match self {
             AbstainCause::ControlFailed(_) => Reason::from_static("control_failed"),
-            AbstainCause::Overrun => Reason::from_static("overrun"),
+            AbstainCause::Starved => Reason::from_static("starved"),
+            AbstainCause::LocalResource(_) => Reason::from_static(local_resource::REASON),
         }
     }
-    fn describe(&self) -> String {
+    /// One line for people (status, systemd's STATUS=).
+    #[must_use]
+    pub fn describe(&self) -> String {
         match self {
             AbstainCause::ControlFailed(id) => format!("control probe {id} failing"),
-            AbstainCause::Overrun => "probe loop overran".to_owned(),
+            AbstainCause::Starved => "probes start late across the scheduler (starved)".to_owned(),
+            AbstainCause::LocalResource(what) => format!("out of a local resource: {what}"),
         }
     }
+}
+
+/// One check's latest result as this agent saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    observation: Observation,
+    /// The run started late (see [`crate::scheduler::ProbeReport::late`]).
+    late: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -57,9 +75,15 @@ struct ControlState {
 pub struct Node {
     cfg: Arc<Config>,
     engine: Engine,
-    observations: BTreeMap<CheckId, Observation>,
+    observations: BTreeMap<CheckId, Seen>,
+    /// Position of each check in `cfg.shared.checks`.
+    check_index: BTreeMap<CheckId, usize>,
     controls: BTreeMap<String, ControlState>,
-    overrun_at: Option<UnixMillis>,
+    starved_at: Option<UnixMillis>,
+    /// The last local resource failure: when, and what.
+    local_resource: Option<(UnixMillis, String)>,
+    /// A result changed this agent's vote since its last ballot: publish early.
+    publish_due: bool,
     seq: u64,
     own_wire: Option<Arc<Vec<u8>>>,
     last_push: BTreeMap<AgentId, String>,
@@ -88,12 +112,21 @@ impl Node {
             metrics::gauge!(t::DECISION, "check" => c.id.to_string())
                 .set(state_gauge(c.policy.initial));
         }
+        let check_index = shared
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect();
         Self {
             cfg,
             engine,
             observations: BTreeMap::new(),
+            check_index,
             controls: BTreeMap::new(),
-            overrun_at: None,
+            starved_at: None,
+            local_resource: None,
+            publish_due: false,
             seq: 0,
             own_wire: None,
             last_push: BTreeMap::new(),
@@ -112,13 +145,17 @@ impl Node {
         &self.cfg
     }
 
-    /// Records a check probe result.
+    /// Records a check probe result; `late`: its run started late. Returns whether it changed
+    /// this agent's vote for the check since its last ballot (then [`publish_due`] is set).
+    ///
+    /// [`publish_due`]: Self::publish_due
     pub fn record_check(
         &mut self,
         check: CheckId,
         outcome: &ProbeOutcome,
         observed_at: UnixMillis,
-    ) {
+        late: bool,
+    ) -> bool {
         let status = if outcome.healthy {
             Status::Healthy
         } else {
@@ -137,11 +174,53 @@ impl Node {
             Some(lag_ms) => obs.with_lag_ms(lag_ms),
             None => obs,
         };
-        self.observations.insert(check, obs);
+        if outcome.reason.as_str() == local_resource::REASON {
+            self.record_local_resource(observed_at, format!("probe {check}: {}", outcome.detail));
+        }
+        let seen = Seen {
+            observation: obs,
+            late,
+        };
+        self.observations.insert(check.clone(), seen);
+        let changed = self.vote_changed(&check, observed_at);
+        self.publish_due |= changed;
+        changed
+    }
+
+    /// Whether `check`'s vote now differs from the one in this agent's latest ballot.
+    fn vote_changed(&self, check: &CheckId, now: UnixMillis) -> bool {
+        let Some(c) = self
+            .check_index
+            .get(check)
+            .and_then(|i| self.cfg.shared.checks.get(*i))
+        else {
+            return false;
+        };
+        let published = self
+            .engine
+            .book()
+            .latest(&self.cfg.local.agent_id)
+            .and_then(|v| v.ballot.observation(check).map(|o| o.status));
+        let cause = self.abstain_cause(now);
+        let drills = self.active_drills(now);
+        Some(self.vote(c, now, cause.as_ref(), &drills).status) != published
+    }
+
+    /// A probe or peer call ran out of a local resource at `at`: abstain on every check for
+    /// a while (counted, logged, shown in status).
+    pub fn record_local_resource(&mut self, at: UnixMillis, what: String) {
+        metrics::counter!(t::LOCAL_RESOURCE_ERRORS).increment(1);
+        if self.abstain_cause(at).is_none() {
+            tracing::warn!(%what, "out of a local resource: abstaining from accusations");
+        }
+        self.local_resource = Some((at, what));
     }
 
     /// Records a control probe result.
     pub fn record_control(&mut self, id: String, outcome: ProbeOutcome, observed_at: UnixMillis) {
+        if outcome.reason.as_str() == local_resource::REASON {
+            self.record_local_resource(observed_at, format!("control {id}: {}", outcome.detail));
+        }
         let prev = self.controls.get(&id).map_or(0, |c| c.consecutive_failures);
         let consecutive_failures = if outcome.healthy {
             0
@@ -158,9 +237,12 @@ impl Node {
         );
     }
 
-    /// Records that the probe loop overran at `at` (feeds abstention).
-    pub fn record_overrun(&mut self, at: UnixMillis) {
-        self.overrun_at = Some(at);
+    /// Records that the agent was starved at `at` (late probe starts across the scheduler, or
+    /// a late round timer): it abstains on every check for two rounds after.
+    pub fn record_starved(&mut self, at: UnixMillis) {
+        if self.starved_at.is_none_or(|t| t < at) {
+            self.starved_at = Some(at);
+        }
     }
 
     /// Why this agent abstains now, if it does.
@@ -175,9 +257,16 @@ impl Node {
             return Some(AbstainCause::ControlFailed(id.clone()));
         }
         let window = 2 * self.cfg.shared.cluster.round_interval_ms;
-        self.overrun_at
+        if let Some((_, what)) = self
+            .local_resource
+            .as_ref()
+            .filter(|(at, _)| now.since(*at) <= window)
+        {
+            return Some(AbstainCause::LocalResource(what.clone()));
+        }
+        self.starved_at
             .filter(|at| now.since(*at) <= window)
-            .map(|_| AbstainCause::Overrun)
+            .map(|_| AbstainCause::Starved)
     }
 
     /// Reads game-day drills from `board` from now on (see [`crate::drill`]).
@@ -185,53 +274,131 @@ impl Node {
         self.drills = Some(board);
     }
 
-    /// This round's vote for each check: the latest observation, turned into an abstention
-    /// when there is none yet, when it is stale, or when it accuses while we abstain. A
-    /// drilled check's Healthy observation becomes an Unhealthy vote with reason `drill`
-    /// (before the abstention rule, so an agent that cannot see does not accuse for a drill
-    /// either); a real Unhealthy observation stays what it is.
-    fn votes(&self, now: UnixMillis) -> Vec<Observation> {
-        let cause = self.abstain_cause(now);
-        let drills = self
-            .drills
+    fn active_drills(&self, now: UnixMillis) -> BTreeMap<CheckId, DrillVote> {
+        self.drills
             .as_ref()
             .map(|b| b.active(now))
-            .unwrap_or_default();
-        let round = self.cfg.shared.cluster.round_interval_ms;
+            .unwrap_or_default()
+    }
+
+    /// This round's vote for each check (see [`vote`](Self::vote)).
+    fn votes(&self, now: UnixMillis) -> Vec<Observation> {
+        let cause = self.abstain_cause(now);
+        let drills = self.active_drills(now);
         self.cfg
             .shared
             .checks
             .iter()
-            .map(|c| match self.observations.get(&c.id) {
-                None => Observation::new(
-                    c.id.clone(),
-                    Status::Abstain,
-                    Reason::from_static("no_data"),
-                    0,
-                    now,
-                ),
-                Some(o) if now.since(o.observed_at) > 2 * c.interval_ms + c.timeout_ms + round => {
-                    abstain(o, Reason::from_static("stale"), "last result too old")
-                }
-                Some(o) => {
-                    let o = match drills.get(&c.id) {
-                        Some(d) if o.status == Status::Healthy => drilled(o, d),
-                        _ => o.clone(),
-                    };
-                    match &cause {
-                        Some(cause) if o.status == Status::Unhealthy => {
-                            abstain(&o, cause.reason(), &cause.describe())
-                        }
-                        _ => o,
-                    }
-                }
-            })
+            .map(|c| self.vote(c, now, cause.as_ref(), &drills))
             .collect()
+    }
+
+    /// One check's vote: the latest observation, turned into an abstention when there is none
+    /// yet, when it is stale, when it measured this agent rather than the target (reason
+    /// `local_resource`), when it accuses while the agent abstains, or when it is a failure
+    /// other than a timeout from a run that started late (reason `overrun`, this check only: a
+    /// late start means the agent was busy, and such a failure may be its own; a timeout runs
+    /// in full from the run's own start, so it stays an Unhealthy `timeout` vote). A drilled
+    /// check's Healthy observation becomes an Unhealthy vote with reason `drill` (before the
+    /// abstention rules, so an agent that cannot see does not accuse for a drill either); a
+    /// real Unhealthy observation stays what it is.
+    fn vote(
+        &self,
+        c: &config::CheckConfig,
+        now: UnixMillis,
+        cause: Option<&AbstainCause>,
+        drills: &BTreeMap<CheckId, DrillVote>,
+    ) -> Observation {
+        let round = self.cfg.shared.cluster.round_interval_ms;
+        let Some(seen) = self.observations.get(&c.id) else {
+            return Observation::new(
+                c.id.clone(),
+                Status::Abstain,
+                Reason::from_static("no_data"),
+                0,
+                now,
+            );
+        };
+        let o = &seen.observation;
+        if now.since(o.observed_at) > 2 * c.interval_ms + c.timeout_ms + round {
+            return abstain(o, Reason::from_static("stale"), "last result too old");
+        }
+        if o.reason.as_str() == local_resource::REASON {
+            return abstain(
+                o,
+                Reason::from_static(local_resource::REASON),
+                "the probe ran out of a local resource",
+            );
+        }
+        let o = match drills.get(&c.id) {
+            Some(d) if o.status == Status::Healthy => drilled(o, d),
+            _ => o.clone(),
+        };
+        if o.status != Status::Unhealthy {
+            return o;
+        }
+        match cause {
+            Some(cause) => abstain(&o, cause.reason(), &cause.describe()),
+            None if seen.late && o.reason.as_str() != "timeout" && o.reason.as_str() != "drill" => {
+                abstain(&o, Reason::from_static("overrun"), "its run started late")
+            }
+            None => o,
+        }
     }
 
     /// Issues this agent's ballot for the round, counts it, and evaluates every check.
     /// Returns the signed wire ballot (to push to peers) and the transitions it caused.
     pub fn round(&mut self, now: UnixMillis, key: &SigningKey) -> (Arc<Vec<u8>>, Vec<Transition>) {
+        let wire = self.sign_ballot(now, key);
+        let transitions = self.engine.evaluate(now);
+        self.after_evaluate(now, &transitions, true);
+        self.rounds += 1;
+        self.ready = true;
+        self.last_round_at = Some(now);
+        metrics::counter!(t::ROUNDS).increment(1);
+        let abstaining = self.abstain_cause(now).is_some();
+        metrics::gauge!(t::ABSTAINING).set(if abstaining { 1.0 } else { 0.0 });
+        (wire, transitions)
+    }
+
+    /// A probe result changed this agent's vote since its last ballot.
+    #[must_use]
+    pub fn publish_due(&self) -> bool {
+        self.publish_due
+    }
+
+    /// Issues a ballot between rounds because a vote changed (see [`publish_due`]), and
+    /// evaluates early with it (a single-member cluster decides on it at once). Returns the
+    /// wire ballot to push to peers.
+    ///
+    /// [`publish_due`]: Self::publish_due
+    pub fn publish(&mut self, now: UnixMillis, key: &SigningKey) -> Arc<Vec<u8>> {
+        let wire = self.sign_ballot(now, key);
+        let transitions = self.engine.evaluate_early(now);
+        self.after_evaluate(now, &transitions, false);
+        metrics::counter!(t::EARLY_BALLOTS).increment(1);
+        wire
+    }
+
+    /// Validates a peer's ballot like [`receive`](Self::receive) and, when it is new,
+    /// evaluates every check at once: a decision whose evidence it completes lands now, not
+    /// at the next round.
+    pub fn receive_peer(
+        &mut self,
+        now: UnixMillis,
+        wire: &[u8],
+        source: &str,
+    ) -> Result<Accepted, Rejection> {
+        let result = self.receive(now, wire, source);
+        if matches!(result, Ok(Accepted::New(_))) && self.ready {
+            let transitions = self.engine.evaluate_early(now);
+            self.after_evaluate(now, &transitions, false);
+        }
+        result
+    }
+
+    /// Signs and counts this agent's ballot with its votes at `now`.
+    fn sign_ballot(&mut self, now: UnixMillis, key: &SigningKey) -> Arc<Vec<u8>> {
         let cluster = &self.cfg.shared.cluster;
         let last_seq = self
             .engine
@@ -241,6 +408,7 @@ impl Node {
         // Seq starts at the wall clock so it keeps rising across restarts.
         self.seq = self.seq.max(last_seq).saturating_add(1).max(now.0);
         let votes = self.votes(now);
+        count_abstentions(&votes);
         let ballot = Ballot::new(
             self.cfg.local.agent_id.clone(),
             self.seq,
@@ -260,19 +428,17 @@ impl Node {
             tracing::error!(%rejection, "own ballot rejected");
         }
         self.own_wire = Some(Arc::clone(&wire));
-        let transitions = self.engine.evaluate(now);
-        self.after_evaluate(now, &transitions);
-        self.rounds += 1;
-        self.ready = true;
-        self.last_round_at = Some(now);
-        metrics::counter!(t::ROUNDS).increment(1);
-        let abstaining = self.abstain_cause(now).is_some();
-        metrics::gauge!(t::ABSTAINING).set(if abstaining { 1.0 } else { 0.0 });
-        (wire, transitions)
+        self.publish_due = false;
+        wire
     }
 
-    fn after_evaluate(&mut self, now: UnixMillis, transitions: &[Transition]) {
-        for m in self.engine.machines() {
+    /// Audits, logs and counts `transitions`; refreshes every check's gauges when `all`
+    /// (once per round), else only the transitioned checks' decision gauge.
+    fn after_evaluate(&mut self, now: UnixMillis, transitions: &[Transition], all: bool) {
+        for tr in transitions.iter().filter(|_| !all) {
+            metrics::gauge!(t::DECISION, "check" => tr.check.to_string()).set(state_gauge(tr.to));
+        }
+        for m in self.engine.machines().filter(|_| all) {
             let check = m.check().to_string();
             metrics::gauge!(t::DECISION, "check" => check.clone()).set(state_gauge(m.state()));
             if let Some(v) = self.engine.verdict(m.check()) {
@@ -542,6 +708,17 @@ impl Node {
     }
 }
 
+/// Adds this ballot's abstaining votes to `quorumgate_abstentions_total{reason}`.
+fn count_abstentions(votes: &[Observation]) {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for v in votes.iter().filter(|v| v.status == Status::Abstain) {
+        *counts.entry(v.reason.as_str()).or_default() += 1;
+    }
+    for (reason, n) in counts {
+        metrics::counter!(t::ABSTENTIONS, "reason" => reason.to_owned()).increment(n);
+    }
+}
+
 fn abstain(o: &Observation, reason: Reason, why: &str) -> Observation {
     let mut a = o
         .clone()
@@ -657,7 +834,7 @@ key_file = "/nonexistent"
     fn a_stale_result_is_an_abstention() {
         let (cfg, key) = single_member(false);
         let mut node = Node::new(cfg, T0);
-        node.record_check(app(), &outcome(false), T0);
+        node.record_check(app(), &outcome(false), T0, false);
         // 2 intervals + timeout + one round: 3.5 s; a little more makes it stale.
         node.round(T0.plus(3_600), &key);
         let vote = own_vote(&node);
@@ -672,7 +849,7 @@ key_file = "/nonexistent"
         let (cfg, key) = single_member(true);
         let mut node = Node::new(cfg, T0);
         node.record_control("vpc".to_owned(), outcome(false), T0);
-        node.record_check(app(), &outcome(false), T0);
+        node.record_check(app(), &outcome(false), T0, false);
         node.round(T0, &key);
         let vote = own_vote(&node);
         assert_eq!(
@@ -681,7 +858,7 @@ key_file = "/nonexistent"
         );
         assert!(vote.detail.contains("saw status"), "{}", vote.detail);
 
-        node.record_check(app(), &outcome(true), T0.plus(1_000));
+        node.record_check(app(), &outcome(true), T0.plus(1_000), false);
         node.round(T0.plus(1_000), &key);
         assert_eq!(
             own_vote(&node).status,
@@ -690,7 +867,7 @@ key_file = "/nonexistent"
         );
 
         node.record_control("vpc".to_owned(), outcome(true), T0.plus(2_000));
-        node.record_check(app(), &outcome(false), T0.plus(2_000));
+        node.record_check(app(), &outcome(false), T0.plus(2_000), false);
         node.round(T0.plus(2_000), &key);
         assert_eq!(
             own_vote(&node).status,
@@ -699,17 +876,113 @@ key_file = "/nonexistent"
         );
     }
 
+    fn timeout() -> ProbeOutcome {
+        ProbeOutcome::unhealthy("timeout", Duration::from_millis(500), "")
+    }
+
     #[test]
-    fn an_overrun_abstains_for_two_rounds() {
+    fn starvation_abstains_on_every_check_for_two_rounds() {
         let (cfg, key) = single_member(false);
         let mut node = Node::new(cfg, T0);
-        node.record_overrun(T0);
-        node.record_check(app(), &outcome(false), T0.plus(1_000));
+        node.record_starved(T0);
+        node.record_check(app(), &outcome(false), T0.plus(1_000), false);
         node.round(T0.plus(1_000), &key);
-        assert_eq!(own_vote(&node).reason.as_str(), "overrun");
-        node.record_check(app(), &outcome(false), T0.plus(3_000));
+        assert_eq!(own_vote(&node).reason.as_str(), "starved");
+        node.record_check(app(), &outcome(false), T0.plus(3_000), false);
         node.round(T0.plus(3_000), &key);
         assert_eq!(own_vote(&node).status, Status::Unhealthy);
+    }
+
+    #[test]
+    fn a_late_run_abstains_on_its_check_only_and_a_timeout_stays_a_vote() {
+        let (cfg, key) = single_member(false);
+        let mut node = Node::new(cfg, T0);
+        // A hung target: the run timed out, late or not, and that is what the vote says.
+        node.record_check(app(), &timeout(), T0, true);
+        node.round(T0, &key);
+        let vote = own_vote(&node);
+        assert_eq!(
+            (vote.status, vote.reason.as_str()),
+            (Status::Unhealthy, "timeout")
+        );
+        assert!(
+            node.status(T0).abstaining.is_none(),
+            "no agent-wide abstention"
+        );
+        // Another failure from a run that started late: this check abstains, nothing else.
+        node.record_check(app(), &outcome(false), T0.plus(1_000), true);
+        node.round(T0.plus(1_000), &key);
+        let vote = own_vote(&node);
+        assert_eq!(
+            (vote.status, vote.reason.as_str()),
+            (Status::Abstain, "overrun")
+        );
+        assert!(node.status(T0.plus(1_000)).abstaining.is_none());
+        // A healthy result from a late run is still a Healthy vote.
+        node.record_check(app(), &outcome(true), T0.plus(2_000), true);
+        node.round(T0.plus(2_000), &key);
+        assert_eq!(own_vote(&node).status, Status::Healthy);
+    }
+
+    #[test]
+    fn a_local_resource_failure_is_never_an_accusation() {
+        let (cfg, key) = single_member(false);
+        let mut node = Node::new(cfg, T0);
+        let emfile = ProbeOutcome::unhealthy(
+            local_resource::REASON,
+            Duration::from_millis(1),
+            "connecting to 127.0.0.1:80: Too many open files (os error 24)",
+        );
+        node.record_check(app(), &emfile, T0, false);
+        node.round(T0, &key);
+        let vote = own_vote(&node);
+        assert_eq!(
+            (vote.status, vote.reason.as_str()),
+            (Status::Abstain, "local_resource")
+        );
+        // For two rounds every accusation is withheld, whatever the probe saw next.
+        node.record_check(app(), &outcome(false), T0.plus(1_000), false);
+        node.round(T0.plus(1_000), &key);
+        assert_eq!(own_vote(&node).reason.as_str(), "local_resource");
+        let abstaining = node.status(T0.plus(1_000)).abstaining.expect("abstaining");
+        assert!(abstaining.contains("Too many open files"), "{abstaining}");
+        // A peer call failing the same way counts too.
+        node.record_local_resource(T0.plus(1_500), "push to b: os error 24".to_owned());
+        node.record_check(app(), &outcome(false), T0.plus(3_000), false);
+        node.round(T0.plus(3_000), &key);
+        assert_eq!(own_vote(&node).reason.as_str(), "local_resource");
+        node.record_check(app(), &outcome(false), T0.plus(4_000), false);
+        node.round(T0.plus(4_000), &key);
+        assert_eq!(
+            own_vote(&node).status,
+            Status::Unhealthy,
+            "over: accuse again"
+        );
+    }
+
+    #[test]
+    fn a_changed_vote_is_due_for_publication_and_decides_early() {
+        let (cfg, key) = single_member(false);
+        let mut node = Node::new(cfg, T0);
+        assert!(node.record_check(app(), &outcome(true), T0, false));
+        node.round(T0, &key);
+        assert!(!node.publish_due(), "a round publishes everything");
+        assert!(
+            !node.record_check(app(), &outcome(true), T0.plus(300), false),
+            "the same vote again changes nothing"
+        );
+        assert!(!node.publish_due());
+        assert!(node.record_check(app(), &outcome(false), T0.plus(400), false));
+        assert!(node.publish_due());
+        node.publish(T0.plus(410), &key);
+        assert!(!node.publish_due());
+        assert_eq!(own_vote(&node).status, Status::Unhealthy);
+        // fall_after = 2: the early ballot counted the next round, its tick only confirms it,
+        // and the round after decides.
+        node.round(T0.plus(1_000), &key);
+        assert_eq!(node.health(&app()).expect("check").0, State::Healthy);
+        node.round(T0.plus(2_000), &key);
+        assert_eq!(node.health(&app()).expect("check").0, State::Unhealthy);
     }
 
     #[test]
@@ -727,7 +1000,7 @@ key_file = "/nonexistent"
                 until: T0.plus(2_500),
             },
         );
-        node.record_check(app(), &outcome(true), T0);
+        node.record_check(app(), &outcome(true), T0, false);
         node.round(T0, &key);
         let vote = own_vote(&node);
         assert_eq!(
@@ -740,7 +1013,7 @@ key_file = "/nonexistent"
             vote.detail
         );
 
-        node.record_check(app(), &outcome(false), T0.plus(1_000));
+        node.record_check(app(), &outcome(false), T0.plus(1_000), false);
         node.round(T0.plus(1_000), &key);
         let vote = own_vote(&node);
         assert_eq!(
@@ -750,7 +1023,7 @@ key_file = "/nonexistent"
         );
 
         node.record_control("vpc".to_owned(), outcome(false), T0.plus(2_000));
-        node.record_check(app(), &outcome(true), T0.plus(2_000));
+        node.record_check(app(), &outcome(true), T0.plus(2_000), false);
         node.round(T0.plus(2_000), &key);
         assert_eq!(
             own_vote(&node).reason.as_str(),
@@ -759,7 +1032,7 @@ key_file = "/nonexistent"
         );
 
         node.record_control("vpc".to_owned(), outcome(true), T0.plus(3_000));
-        node.record_check(app(), &outcome(true), T0.plus(3_000));
+        node.record_check(app(), &outcome(true), T0.plus(3_000), false);
         node.round(T0.plus(3_000), &key);
         assert_eq!(own_vote(&node).status, Status::Healthy, "the drill is over");
     }
@@ -771,7 +1044,7 @@ key_file = "/nonexistent"
         let mut transitions = Vec::new();
         for i in 0..3 {
             let now = T0.plus(i * 1_000);
-            node.record_check(app(), &outcome(false), now);
+            node.record_check(app(), &outcome(false), now, false);
             transitions.push(node.round(now, &key).1.len());
         }
         assert_eq!(transitions, [0, 1, 0], "fall_after = 2 rounds, then hold");

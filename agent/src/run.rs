@@ -1,9 +1,12 @@
 //! `quorumgate agent`: wires the probes, the node, the peer exchange and the HTTP surface
 //! together, and runs the main loop until SIGTERM/SIGINT.
 //!
-//! The loop is one `select!` over probe reports, the round timer and shutdown. Each round:
-//! issue and count our ballot, evaluate every check, push the ballot to peers, and pull from
-//! any peer whose ballot we lack.
+//! The loop is one `select!` over probe reports, the round timer, an early-publish timer and
+//! shutdown. Each round: issue and count our ballot, evaluate every check, push the ballot to
+//! peers, and pull from any peer whose ballot we lack. Between rounds, a probe result that
+//! changes our vote is published at once (after [`PUBLISH_COALESCE`], at most one early
+//! ballot per [`EARLY_BALLOTS_PER_ROUND`]-th of a round), so a failure reaches the quorum as
+//! soon as it is seen, not up to a round later; the peers tally it on arrival.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +32,12 @@ use crate::scheduler::{self, ProbeKey, ProbeReport, ScheduledProbe};
 use crate::sdnotify::{Lifecycle, Notifier};
 use crate::server::{self, ServerCtx, Surface};
 use crate::tls;
+
+/// How long an early ballot waits for other results that change votes at the same moment.
+pub const PUBLISH_COALESCE: Duration = Duration::from_millis(5);
+/// At most this many early ballots per round interval (they are spaced evenly): bounds the
+/// signing, pushing and verifying a storm of changing results can cause.
+pub const EARLY_BALLOTS_PER_ROUND: u32 = 10;
 
 /// Everything `run` needs from outside: config, clock, an already-bound listener (tests bind
 /// port 0) and a shutdown signal.
@@ -182,21 +191,43 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
 
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + round, round);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let early_gap = round / EARLY_BALLOTS_PER_ROUND;
+    let mut last_ballot = tokio::time::Instant::now();
+    // When the next early ballot goes out; `None` while no vote changed since the last one.
+    let mut publish_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = sd.watchdog_due() => sd.ping_watchdog(),
-            Some(report) = rx.recv() => record(&node, report),
+            Some(report) = rx.recv() => {
+                if record(&node, report) && publish_at.is_none() {
+                    let soon = tokio::time::Instant::now() + PUBLISH_COALESCE;
+                    publish_at = Some(soon.max(last_ballot + early_gap));
+                }
+            }
+            () = sleep_until_opt(publish_at) => {
+                publish_at = None;
+                last_ballot = tokio::time::Instant::now();
+                let now = clock.now();
+                let mut n = node.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if n.publish_due() {
+                    let wire = n.publish(now, &key);
+                    drop(n);
+                    exchange.push_all(&wire);
+                }
+            }
             tick = ticker.tick() => {
                 let now = clock.now();
                 let late = tick.elapsed();
+                publish_at = None;
+                last_ballot = tokio::time::Instant::now();
                 let mut n = node.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if late > round / 2 {
                     tracing::warn!(late_ms = late.as_millis() as u64, "round timer fired late; abstaining from accusations");
-                    n.record_overrun(now);
+                    n.record_starved(now);
                 }
-                if let Some(at) = sched.last_overrun_at() {
-                    n.record_overrun(at);
+                if let Some(at) = sched.last_starved_at() {
+                    n.record_starved(at);
                 }
                 let (wire, _transitions) = n.round(now, &key);
                 let live = n.live_members(now);
@@ -284,16 +315,24 @@ fn writer_rank(cfg: &Config, live: &std::collections::BTreeMap<quorum::AgentId, 
         .count()
 }
 
-fn record(node: &Mutex<Node>, report: ProbeReport) {
+/// Records one probe report; returns whether it changed this agent's vote (publish early).
+fn record(node: &Mutex<Node>, report: ProbeReport) -> bool {
     let mut n = node
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if report.overrun {
-        n.record_overrun(report.observed_at);
-    }
     match report.key {
-        ProbeKey::Check(id) => n.record_check(id, &report.outcome, report.observed_at),
-        ProbeKey::Control(id) => n.record_control(id, report.outcome, report.observed_at),
+        ProbeKey::Check(id) => n.record_check(id, &report.outcome, report.observed_at, report.late),
+        ProbeKey::Control(id) => {
+            n.record_control(id, report.outcome, report.observed_at);
+            false
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -27,7 +27,7 @@ use std::time::Duration;
 use quorum::{AgentId, State};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use crate::node::{AbstainCause, Node};
+use crate::node::Node;
 
 /// The environment variables of the protocol, read once at start-up.
 #[derive(Debug, Clone, Default)]
@@ -292,12 +292,8 @@ fn round_status(node: &Node, live: &BTreeMap<AgentId, bool>) -> String {
     );
     // Without a wall-clock read here: the node answers for the moment of its last round.
     if let Some(at) = node.last_round_at() {
-        match node.abstain_cause(at) {
-            Some(AbstainCause::ControlFailed(id)) => {
-                line.push_str(&format!("; abstaining: control probe {id} failing"));
-            }
-            Some(AbstainCause::Overrun) => line.push_str("; abstaining: probe loop overran"),
-            None => {}
+        if let Some(cause) = node.abstain_cause(at) {
+            line.push_str(&format!("; abstaining: {}", cause.describe()));
         }
     }
     line

@@ -340,7 +340,7 @@ async fn post_ballot(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> 
         Err(BodyError::Other(resp)) => return resp,
     };
     let now = ctx.clock.now();
-    let result = lock(ctx).receive(now, &bytes, "push");
+    let result = lock(ctx).receive_peer(now, &bytes, "push");
     match result {
         Ok(Accepted::New(_)) => text(StatusCode::ACCEPTED, "accepted\n".to_owned()),
         Ok(Accepted::Duplicate) => text(StatusCode::OK, "duplicate\n".to_owned()),

@@ -21,6 +21,18 @@ pub const GATE_EPOCH: &str = "quorumgate_gate_fence_epoch";
 pub const OPERATOR_COMMANDS: &str = "quorumgate_operator_commands_total";
 pub const GATE_PROMOTIONS: &str = "quorumgate_gate_promotions_total";
 pub const HTTP_REJECTED: &str = "quorumgate_http_rejected_total";
+pub const ABSTENTIONS: &str = "quorumgate_abstentions_total";
+pub const EARLY_BALLOTS: &str = "quorumgate_early_ballots_total";
+pub const LOCAL_RESOURCE_ERRORS: &str = "quorumgate_local_resource_errors_total";
+/// Every reason this agent abstains for, pre-registered at zero so `increase()` sees the first.
+pub const ABSTAIN_REASONS: [&str; 6] = [
+    "no_data",
+    "stale",
+    "control_failed",
+    "starved",
+    "local_resource",
+    "overrun",
+];
 
 /// Installs the Prometheus recorder for this process and describes our metrics.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -71,8 +83,27 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(ROUNDS, "Ballot rounds issued by this agent");
     metrics::describe_gauge!(
         ABSTAINING,
-        "1 while this agent withholds Unhealthy votes (control probes failed or overrun)"
+        "1 while this agent withholds Unhealthy votes on every check (control probes failed, \
+         starved, out of a local resource)"
     );
+    metrics::describe_counter!(
+        ABSTENTIONS,
+        "Abstaining votes this agent cast, summed over its ballots, by reason (no_data, stale, \
+         control_failed, starved, local_resource, overrun)"
+    );
+    metrics::describe_counter!(
+        LOCAL_RESOURCE_ERRORS,
+        "Probe or peer calls that failed for lack of a local resource (descriptors, buffers, \
+         memory, ephemeral ports); each makes the agent abstain"
+    );
+    metrics::describe_counter!(
+        EARLY_BALLOTS,
+        "Ballots issued between rounds because a probe result changed this agent's vote"
+    );
+    for reason in ABSTAIN_REASONS {
+        metrics::counter!(ABSTENTIONS, "reason" => reason).increment(0);
+    }
+    metrics::counter!(LOCAL_RESOURCE_ERRORS).increment(0);
     metrics::describe_counter!(PEER_PUSH, "Ballot pushes to peers, by peer and result");
     metrics::describe_counter!(
         PEER_PULL,

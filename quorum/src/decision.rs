@@ -518,8 +518,11 @@ mod tests {
         assert_eq!(carried.ballot.seq(), 2_000);
     }
 
-    /// One evaluation: `(ms, early, outcome)`; returns the indices of the transitions.
-    fn feed(m: &mut DecisionMachine, steps: &[(u64, bool, Outcome)]) -> Vec<usize> {
+    /// One evaluation: at this many ms, early or not, with this outcome.
+    type Eval = (u64, bool, Outcome);
+
+    /// Feeds `steps`; returns the indices of the transitions.
+    fn feed(m: &mut DecisionMachine, steps: &[Eval]) -> Vec<usize> {
         steps
             .iter()
             .enumerate()
@@ -540,7 +543,7 @@ mod tests {
         const E: bool = true;
         const R: bool = false;
         // (fall_after rounds, evaluations, transitions at, pending rounds after)
-        let table: &[(u32, &[(u64, bool, Outcome)], &[usize], u32)] = &[
+        let table: &[(u32, &[Eval], &[usize], u32)] = &[
             // fall_after 1: the first early Unhealthy decides, before the tick.
             (1, &[(0, R, H), (300, E, U), (1_000, R, U)], &[1], 0),
             // fall_after 2: round 1 early, confirmed by its tick, round 2 early decides.

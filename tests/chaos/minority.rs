@@ -89,11 +89,11 @@ async fn isolated_minority_reports_no_quorum_and_nothing_flips() {
                 );
                 // It cannot see the target either: its own vote accuses (it is no quorum),
                 // or, for two rounds after its round timer fired late on a loaded machine,
-                // abstains (reason `overrun`).
+                // abstains (reason `starved`).
                 let own = &check.observations[&iso];
                 assert!(
                     own.status == "unhealthy"
-                        || (own.status == "abstain" && own.reason == "overrun"),
+                        || (own.status == "abstain" && own.reason == "starved"),
                     "isolated agent still sees the target: {own:?}"
                 );
                 assert!(

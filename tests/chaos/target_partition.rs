@@ -58,11 +58,11 @@ async fn run(scenario: &str, tag: &str, abstain_after: Option<u32>, expect: Expe
 
     // Hold the cut for two hold-downs: nothing moves, the vote stays what it is. One thing
     // may legitimately interfere on a loaded machine: an agent whose round timer fired late
-    // abstains from accusing for two rounds (reason `overrun`); such samples are counted, and
+    // abstains from accusing for two rounds (reason `starved`); such samples are counted, and
     // must stay a minority.
     let hold_down = Duration::from_millis(rig.opts.hold_down_ms);
     let end = Instant::now() + 2 * hold_down;
-    let (mut samples, mut expected_samples, mut overrun_samples) = (0u32, 0u32, 0u32);
+    let (mut samples, mut expected_samples, mut starved_samples) = (0u32, 0u32, 0u32);
     while Instant::now() < end {
         samples += 1;
         let mut as_expected = true;
@@ -83,11 +83,11 @@ async fn run(scenario: &str, tag: &str, abstain_after: Option<u32>, expect: Expe
             } else {
                 assert_eq!(
                     (vote.status.as_str(), vote.reason.as_str()),
-                    ("abstain", "overrun"),
-                    "agent {i} sees usw2's vote as neither {} nor an overrun abstention",
+                    ("abstain", "starved"),
+                    "agent {i} sees usw2's vote as neither {} nor a starved abstention",
                     expect.vote
                 );
-                assert_eq!(tally, (2, 0, 1), "agent {i}'s tally during an overrun");
+                assert_eq!(tally, (2, 0, 1), "agent {i}'s tally while usw2 is starved");
                 as_expected = false;
             }
             let canary_failing = s.controls.iter().any(|c| c.id == "canary" && !c.healthy);
@@ -115,12 +115,12 @@ async fn run(scenario: &str, tag: &str, abstain_after: Option<u32>, expect: Expe
                 assert!(
                     s.abstaining
                         .as_deref()
-                        .is_none_or(|w| w.contains("overran")),
-                    "agent {i} abstains for another reason than an overrun: {:?}",
+                        .is_none_or(|w| w.contains("starved")),
+                    "agent {i} abstains for another reason than starvation: {:?}",
                     s.abstaining
                 );
                 if s.abstaining.is_some() {
-                    overrun_samples += 1;
+                    starved_samples += 1;
                 }
             }
         }
@@ -141,7 +141,7 @@ async fn run(scenario: &str, tag: &str, abstain_after: Option<u32>, expect: Expe
         .observations[&blind];
     row.note(format!(
         "usw2 cut from the target {:?}: vote {} ({}{}), tally {:?} in {expected_samples}/{samples} \
-         samples; overrun abstentions seen in {overrun_samples} agent-samples",
+         samples; starved abstentions seen in {starved_samples} agent-samples",
         2 * hold_down,
         own.status,
         own.reason,

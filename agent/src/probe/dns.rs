@@ -170,6 +170,7 @@ fn failure(e: &NetError, latency: Duration) -> ProbeOutcome {
         NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused)) => {
             ("dns_refused", "REFUSED".to_owned())
         }
+        _ if crate::local_resource::in_chain(e) => (crate::local_resource::REASON, e.to_string()),
         NetError::Timeout => ("timeout", e.to_string()),
         NetError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             ("connect_refused", e.to_string())

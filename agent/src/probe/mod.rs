@@ -21,6 +21,7 @@
 //! | `dns_empty` | the name exists but has no record of the asked type |
 //! | `dns_mismatch` | the answer set differs from the expected one; detail shows both |
 //! | `error` | the probe could not be run as configured (e.g. an invalid header, an unreadable password file) |
+//! | `local_resource` | this agent ran out of descriptors, socket buffers, memory or ephemeral ports ([`crate::local_resource`]): voted as an abstention, never as Unhealthy |
 //!
 //! Database probes (`postgres`, `mysql`, `replication_lag`) add `auth`, `read_only`,
 //! `lock_timeout`, `disk_full`, `no_table`, `no_heartbeat` and `lag`; see [`db`].

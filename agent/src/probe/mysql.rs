@@ -255,6 +255,7 @@ fn server_code(e: &Error) -> Option<u16> {
 /// A driver error → reason and detail. `table`: the heartbeat table, for the `no_table` fix.
 fn classify(e: &Error, table: &str) -> DbFailure {
     let reason = match e {
+        _ if crate::local_resource::in_chain(e) => crate::local_resource::REASON,
         Error::Server(s) => {
             let no_space = s.message.contains("No space left") || s.message.contains("28 ");
             match s.code {

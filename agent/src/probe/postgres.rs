@@ -298,6 +298,9 @@ async fn upsert(
 
 /// A driver error → reason and detail. `table`: the heartbeat table, for the `no_table` fix.
 fn classify(e: &tokio_postgres::Error, table: &str) -> DbFailure {
+    if crate::local_resource::in_chain(e) {
+        return DbFailure::new(crate::local_resource::REASON, db::error_chain(e));
+    }
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         let reason = match code {

@@ -135,7 +135,7 @@ async fn runs_at_fixed_rate_without_drift() {
     let offset = start_offset(7, &p.key, p.interval);
     let mut run = start(vec![p], &[("web", 300)], 4, 7);
     let reports = recv_n(&mut run.rx, 30).await;
-    assert!(reports.iter().all(|r| !r.overrun && r.outcome.healthy));
+    assert!(reports.iter().all(|r| !r.late && r.outcome.healthy));
     let starts = run.fake.starts_of("web");
     assert!(starts.len() >= 30);
     // The first run is at the seeded offset; run k at offset + k × interval, whatever each run
@@ -196,21 +196,22 @@ fn jitter_is_deterministic_spread_and_within_the_interval() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn concurrency_bound_is_respected_and_saturation_is_an_overrun() {
+async fn saturated_probe_slots_make_starts_late_and_the_agent_starved() {
     let names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
     let probes = names.iter().map(|n| probe(n, 1_000, 900)).collect();
     let delays: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), 400)).collect();
     let mut run = start(probes, &delays, 2, 1);
     let reports = recv_n(&mut run.rx, 40).await;
     assert_eq!(run.fake.max_running.load(Ordering::SeqCst), 2);
-    // 8 × 400 ms of work per second on 2 slots cannot keep up.
+    // 8 × 400 ms of work per second on 2 slots cannot keep up: late across many probes.
     assert!(run.handle.overruns_total() > 0);
     assert!(run.handle.last_overrun_at().is_some());
-    assert!(reports.iter().any(|r| r.overrun));
+    assert!(run.handle.last_starved_at().is_some(), "many probes late");
+    assert!(reports.iter().any(|r| r.late));
 }
 
 #[tokio::test(start_paused = true)]
-async fn enough_permits_means_no_overrun() {
+async fn enough_permits_means_nothing_is_late() {
     let names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
     let probes = names.iter().map(|n| probe(n, 1_000, 900)).collect();
     let delays: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), 400)).collect();
@@ -218,42 +219,77 @@ async fn enough_permits_means_no_overrun() {
     let reports = recv_n(&mut run.rx, 40).await;
     assert!(run.fake.max_running.load(Ordering::SeqCst) <= 8);
     assert_eq!(run.handle.overruns_total(), 0);
-    assert!(reports.iter().all(|r| !r.overrun));
+    assert_eq!(run.handle.last_starved_at(), None);
+    assert!(reports.iter().all(|r| !r.late));
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_run_outlasting_its_interval_is_an_overrun() {
-    // The validator keeps timeout < interval; a run can still outlast its interval (a full
-    // channel, a stuck probe), which this simulates with a generous timeout.
-    let mut run = start(vec![probe("slow", 1_000, 5_000)], &[("slow", 2_500)], 4, 3);
-    let first = recv_n(&mut run.rx, 1).await.remove(0);
-    assert!(first.overrun, "the run that outlasted two ticks is flagged");
-    assert_eq!(run.handle.overruns_total(), 2);
-    assert_eq!(run.handle.overruns().total(), 2);
-    let starts = run.fake.starts_of("slow");
-    // Overrun recorded at the first skipped tick: one interval after the run started.
-    let at = run.handle.last_overrun_at().expect("overrun time");
-    assert_eq!(at, UnixMillis(1_000_000 + ms(starts[0] - run.t0) + 2_000));
-    // Skipped ticks are not made up: the next run starts on the grid, not right away.
-    recv_n(&mut run.rx, 1).await;
-    let starts = run.fake.starts_of("slow");
-    assert_eq!(ms(starts[1] - starts[0]), 3_000);
+async fn a_run_as_long_as_its_timeout_never_races_the_next_one() {
+    // A hung target with a timeout just under the interval: each run ends 1 ms before the
+    // next tick, and nothing is late or skipped.
+    let mut run = start(vec![probe("hung", 1_000, 999)], &[("hung", 999)], 4, 3);
+    let reports = recv_n(&mut run.rx, 10).await;
+    assert!(reports.iter().all(|r| !r.late));
+    assert_eq!(run.handle.overruns_total(), 0);
+    let starts = run.fake.starts_of("hung");
+    for pair in starts.windows(2) {
+        assert_eq!(ms(pair[1] - pair[0]), 1_000);
+    }
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_late_tick_is_an_overrun() {
+async fn a_run_outlasting_its_tick_delays_only_its_own_next_run() {
+    // The validator keeps timeout < interval; a run can still outlast its tick (a full
+    // channel, a late start), which this simulates with a generous timeout.
+    let probes = vec![probe("slow", 1_000, 5_000), probe("fast", 1_000, 500)];
+    let mut run = start(probes, &[("slow", 2_500), ("fast", 10)], 4, 3);
+    let mut slow = Vec::new();
+    while slow.len() < 2 {
+        let r = recv_n(&mut run.rx, 1).await.remove(0);
+        if r.key.to_string() == "slow" {
+            slow.push(r);
+        } else {
+            assert!(!r.late, "another check is not held back");
+        }
+    }
+    assert!(!slow[0].late, "the first run started on time");
+    assert!(slow[1].late, "the next run waited for the previous one");
+    let starts = run.fake.starts_of("slow");
+    // The owed tick's run starts as soon as the previous run ends; the tick missed beyond
+    // that one is not made up.
+    assert_eq!(ms(starts[1] - starts[0]), 2_500);
+    assert_eq!(ms(starts[2] - starts[1]), 2_500);
+    // Its own lateness: counted, but no sign of a starved agent.
+    assert!(run.handle.overruns_total() >= 1);
+    assert_eq!(run.handle.last_starved_at(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_tick_is_late_and_late_ticks_across_probes_are_starvation() {
     let mut run = start(vec![probe("web", 1_000, 500)], &[("web", 10)], 4, 9);
     let first = recv_n(&mut run.rx, 1).await.remove(0);
-    assert!(!first.overrun);
+    assert!(!first.late);
     assert_eq!(run.handle.overruns_total(), 0);
     // The runtime stalls for 2.5 s (as a blocked worker would): the next tick fires late.
     tokio::time::advance(Duration::from_millis(2_500)).await;
     let next = recv_n(&mut run.rx, 1).await.remove(0);
-    assert!(next.overrun);
+    assert!(next.late);
     assert_eq!(run.handle.overruns_total(), 1);
+    assert_eq!(run.handle.last_starved_at(), None, "one probe is not many");
     // Back on schedule afterwards.
     let later = recv_n(&mut run.rx, 3).await;
-    assert!(later.iter().all(|r| !r.overrun));
+    assert!(later.iter().all(|r| !r.late));
+
+    // The same stall under five probes: late across the scheduler, so starved.
+    let probes = (0..5)
+        .map(|i| probe(&format!("p{i}"), 1_000, 500))
+        .collect();
+    let mut run = start(probes, &[], 8, 9);
+    recv_n(&mut run.rx, 5).await;
+    tokio::time::advance(Duration::from_millis(2_500)).await;
+    let late = recv_n(&mut run.rx, 5).await;
+    assert!(late.iter().filter(|r| r.late).count() >= 3, "{late:?}");
+    assert!(run.handle.last_starved_at().is_some());
 }
 
 #[tokio::test(start_paused = true)]

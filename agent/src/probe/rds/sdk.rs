@@ -145,6 +145,9 @@ where
         SdkError::DispatchFailure(f) if f.is_timeout() => {
             RdsFailure::new("timeout", scrub(&error_chain(err)))
         }
+        SdkError::DispatchFailure(_) if crate::local_resource::in_chain(err) => {
+            RdsFailure::new(crate::local_resource::REASON, scrub(&error_chain(err)))
+        }
         SdkError::DispatchFailure(f) if f.is_io() => {
             RdsFailure::new("connect", scrub(&error_chain(err)))
         }
