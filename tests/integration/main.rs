@@ -16,3 +16,4 @@ mod packaging;
 mod rds;
 mod route53;
 mod systemd;
+mod votes;
