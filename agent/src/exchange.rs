@@ -284,3 +284,30 @@ impl Exchange {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        Peer {
+            id: AgentId::new("b").expect("id"),
+            ballots_url: "http://127.0.0.1:1/v1/ballots".parse().expect("url"),
+            busy: AtomicBool::new(false),
+            pending: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn one_request_at_a_time_and_the_newest_waiting_ballot_goes_next() {
+        let p = peer();
+        assert!(p.claim(), "a free peer is claimed");
+        assert!(!p.claim(), "one request at a time");
+        *p.pending() = Some(Bytes::from_static(b"older"));
+        *p.pending() = Some(Bytes::from_static(b"newer"));
+        assert_eq!(p.release().as_deref(), Some(&b"newer"[..]), "newest wins");
+        assert!(!p.claim(), "still claimed while the waiting ballot is sent");
+        assert_eq!(p.release(), None);
+        assert!(p.claim(), "free again once nothing waits");
+    }
+}

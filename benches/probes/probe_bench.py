@@ -20,15 +20,16 @@ Issue 6, benchmarks 1 and 2, in one run on loopback:
    access log (lines in the window, by the `X-Quorumgate-Agent` header: `use1`, or none for
    the exporter).
 2. Detection latency (`--detect-reps`, 0 skips it): 3 agents with `fall_after = 1`,
-   `rise_after = 1`, the N = `--detect-background` nginx checks as background load plus one
-   check `victim` on a controllable target in this script. At a random phase the target
-   switches to `503`, or to accepting and never answering (`hang`); t0 is the switch (wall
-   clock). Measured from t0: the first request from each agent that gets the failure (the
-   target's own log; for `hang` the agent observes at that request + its timeout), the
-   agent's observation time as its `/v1/status` shows it (`observed_at_ms`), and each agent's
-   `transition` record to `unhealthy` in its audit log (`at_ms`): the quorum decision; and
-   how many probe overruns `use1` counted during the repetition (any overrun makes an agent
-   withhold its Unhealthy votes for two rounds).
+   `rise_after = 1`, the N = `--detect-background` nginx checks as background load plus checks
+   on controllable targets in this script. Failures come mixed, as the world makes them: at
+   every moment two `noise-*` targets hang (accept, never answer; a new pair each repetition),
+   and in each repetition, at a random phase, `victim-503` switches to `503` *and* `victim-hang`
+   to hanging at the same instant t0 (wall clock). Measured from t0, per victim: the first
+   request from each agent that gets the failure (the target's own log; for a hang the agent
+   observes at that request + its timeout), the agent's observation time as its `/v1/status`
+   shows it (`observed_at_ms`), and each agent's `transition` record to `unhealthy` in its audit
+   log (`at_ms`): the quorum decision; and the abstentions `use1` cast during the repetition
+   (`quorumgate_abstentions_total`, by reason).
 
 Everything is started here on 127.0.0.0/8 and stopped at the end (also on Ctrl-C/SIGTERM).
 Results: a human summary on stdout and JSON (`--json`).
@@ -379,7 +380,19 @@ def run_quorumgate(args, tmp, nginx, n, rep):
         m0 = get(cl.url("use1", "metrics"))
         pids = [p.pid for p in cl.procs.values()]
         ng0 = nginx.cpu()
-        t0w, t1w, secs, cpu, rss = window(pids, args.seconds, cl.alive)
+        # Scraped the way Prometheus does (every 15 s), so the figure includes /metrics.
+        scraping = threading.Event()
+
+        def scrape():
+            while not scraping.wait(15.0):
+                get(cl.url("use1", "metrics"))
+        scraper = threading.Thread(target=scrape, daemon=True)
+        scraper.start()
+        try:
+            t0w, t1w, secs, cpu, rss = window(pids, args.seconds, cl.alive)
+        finally:
+            scraping.set()
+            scraper.join()
         ng_cpu = nginx.cpu() - ng0
         m1 = get(cl.url("use1", "metrics"))
         pid = cl.procs["use1"].pid
@@ -510,11 +523,11 @@ scrape_configs:
 # --- detection latency ---------------------------------------------------------------------
 
 class Victim:
-    """The controllable target: `ok` (200), `503`, or `hang` (accepts, reads the request, never
-    answers until the mode changes or 5 s pass). Logs (wall time, agent, mode served)."""
+    """Controllable targets `/<name>`: `ok` (200), `503`, or `hang` (accepts, reads the request,
+    never answers until the mode changes or 5 s pass). Logs (wall time, name, agent, mode)."""
 
     def __init__(self):
-        self.mode = "ok"
+        self.modes = {}
         self.changed = threading.Condition()
         self.log = []
         victim = self
@@ -522,11 +535,12 @@ class Victim:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 t = time.time()
-                mode = victim.mode
-                victim.log.append((t, self.headers.get("x-quorumgate-agent", "-"), mode))
+                name = self.path.lstrip("/")
+                mode = victim.modes.get(name, "ok")
+                victim.log.append((t, name, self.headers.get("x-quorumgate-agent", "-"), mode))
                 if mode == "hang":
                     with victim.changed:
-                        victim.changed.wait_for(lambda: victim.mode != "hang", timeout=5)
+                        victim.changed.wait_for(lambda: victim.modes.get(name) != "hang", timeout=5)
                     self.close_connection = True
                     return
                 status, body = (200, b"ok\n") if mode == "ok" else (503, b"down\n")
@@ -540,104 +554,124 @@ class Victim:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", pick_port()), Handler)
         self.server.daemon_threads = True
+        self.server.request_queue_size = 128
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/healthz"
 
-    def set(self, mode):
+    def url(self, name):
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
+
+    def set(self, **modes):
         with self.changed:
-            self.mode = mode
+            self.modes.update(modes)
             self.changed.notify_all()
 
     def stop(self):
-        self.set("ok")
+        with self.changed:
+            self.modes.clear()
+            self.changed.notify_all()
         self.server.shutdown()
 
 
 class AuditTail:
-    """New `transition` records of one check in an agent's audit log."""
+    """`transition` records in an agent's audit log, by check, as they are appended."""
 
     def __init__(self, path):
         self.path, self.pos = path, 0
+        self.seen = {}
 
     def poll(self, check):
-        if not os.path.exists(self.path):
-            return []
-        out = []
-        with open(self.path) as f:
-            f.seek(self.pos)
-            while True:
-                line = f.readline()
-                if not line.endswith("\n"):
-                    break
-                self.pos = f.tell()
-                rec = json.loads(line)
-                if rec.get("event") == "transition" and rec["body"].get("check") == check:
-                    out.append((rec["at_ms"], rec["body"]["to"]))
-        return out
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                f.seek(self.pos)
+                while True:
+                    line = f.readline()
+                    if not line.endswith("\n"):
+                        break
+                    self.pos = f.tell()
+                    rec = json.loads(line)
+                    if rec.get("event") == "transition":
+                        self.seen.setdefault(rec["body"].get("check"), []).append(
+                            (rec["at_ms"], rec["body"]["to"]))
+        return list(self.seen.get(check, []))
+
+
+VICTIMS = {"503": "victim-503", "hang": "victim-hang"}
+NOISE = [f"noise-{i}" for i in range(8)]
 
 
 def run_detection(args, tmp, nginx, results):
     victim = Victim()
     bg = http_checks(args.detect_background, nginx.port, 'fall_after = 1\n') if args.detect_background else ""
-    checks = (f'[[checks]]\nid = "victim"\ninterval = "1s"\ntimeout = "{TIMEOUT_MS}ms"\nfall_after = 1\n'
-              f'rise_after = 1\nhold_down = "1ms"\n[checks.http]\nurl = "{victim.url}"\n' + bg)
+    checks = "".join(
+        f'[[checks]]\nid = "{name}"\ninterval = "1s"\ntimeout = "{TIMEOUT_MS}ms"\nfall_after = 1\n'
+        f'rise_after = 1\nhold_down = "1ms"\n[checks.http]\nurl = "{victim.url(name)}"\n'
+        for name in list(VICTIMS.values()) + NOISE) + bg
     cl = Cluster(tmp, args.binary, "detect", AGENTS, checks, max(64, args.detect_background))
     tails = {a: AuditTail(cl.audit_path(a)) for a in AGENTS}
     try:
         cl.wait_ready()
         time.sleep(args.warmup)
 
-        def wait_for(state, since_ms, deadline_s=20):
+        def wait_for(check, state, since_ms, deadline_s=20):
             got = {}
             end = time.monotonic() + deadline_s
             while len(got) < len(AGENTS):
                 cl.alive()
                 for a, tail in tails.items():
-                    for at, to in tail.poll("victim"):
+                    for at, to in tail.poll(check):
                         if to == state and at >= since_ms and a not in got:
                             got[a] = at
                 if time.monotonic() > end:
-                    die(f"no transition to {state} on {sorted(set(AGENTS) - set(got))} within {deadline_s} s")
+                    die(f"{check}: no transition to {state} on {sorted(set(AGENTS) - set(got))} within {deadline_s} s")
                 time.sleep(0.01)
             return got
 
-        for a in AGENTS:
-            tails[a].poll("victim")
-        for mode in ["503", "hang"]:
-            reps = []
-            for rep in range(args.detect_reps):
-                # A random phase against the agents' probe and round timers.
-                time.sleep(1.0 + random.random())
-                victim.log.clear()
-                over0 = metric_sum(get(cl.url("use1", "metrics")), "quorumgate_probe_overruns_total")
-                t0 = time.time()
-                victim.set(mode)
-                dec = wait_for("unhealthy", int(t0 * 1000) - 5)
-                status = json.loads(get(cl.url("use1", "v1/status")))
-                check = next(c for c in status["checks"] if c["id"] == "victim")
-                log = list(victim.log)
-                victim.set("ok")
+        def abstentions():
+            text = get(cl.url("use1", "metrics"))
+            out = {}
+            for line in text.splitlines():
+                m = re.match(r'quorumgate_abstentions_total\{reason="([a-z_]+)"\} ([0-9.e+]+)', line)
+                if m:
+                    out[m.group(1)] = float(m.group(2))
+            return out
+
+        reps = {mode: [] for mode in VICTIMS}
+        for rep in range(args.detect_reps):
+            # Two hung targets at every moment: a new pair each repetition.
+            pair = NOISE[(2 * rep) % len(NOISE)], NOISE[(2 * rep + 1) % len(NOISE)]
+            victim.set(**{n: ("hang" if n in pair else "ok") for n in NOISE})
+            # A random phase against the agents' probe and round timers.
+            time.sleep(1.0 + random.random())
+            victim.log.clear()
+            ab0 = abstentions()
+            t0 = time.time()
+            victim.set(**{VICTIMS["503"]: "503", VICTIMS["hang"]: "hang"})
+            dec = {mode: wait_for(name, "unhealthy", int(t0 * 1000) - 5) for mode, name in VICTIMS.items()}
+            status = json.loads(get(cl.url("use1", "v1/status")))
+            log = list(victim.log)
+            victim.set(**{name: "ok" for name in VICTIMS.values()})
+            ab = {k: v - ab0.get(k, 0.0) for k, v in abstentions().items() if v - ab0.get(k, 0.0)}
+            for mode, name in VICTIMS.items():
+                check = next(c for c in status["checks"] if c["id"] == name)
                 first_req = {}
-                for t, who, served in log:
-                    if served == mode and who not in first_req:
+                for t, target, who, served in log:
+                    if target == name and served == mode and who not in first_req:
                         first_req[who] = t
                 obs_target = {a: 1000 * (first_req[a] - t0) + (TIMEOUT_MS if mode == "hang" else 0)
                               for a in AGENTS if a in first_req}
                 obs_status = {a: o["observed_at_ms"] - 1000 * t0 for a, o in check["observations"].items()
                               if o["status"] != "healthy"}
-                reps.append({"decision_ms": {a: at - 1000 * t0 for a, at in dec.items()},
-                             "first_request_ms": {a: 1000 * (first_req[a] - t0) for a in first_req},
-                             "observed_ms_target": obs_target, "observed_ms_status": obs_status})
-                wait_for("healthy", int(t0 * 1000))
-                # Any overrun makes the agent withhold accusations for two rounds.
-                reps[-1]["use1_overruns"] = (metric_sum(get(cl.url("use1", "metrics")),
-                                                        "quorumgate_probe_overruns_total") - over0)
-                r = reps[-1]
-                print(f"  {mode} rep {rep + 1:2}: use1 observes {r['observed_ms_target'].get('use1', float('nan')):6.0f} ms, "
-                      f"decides {r['decision_ms']['use1']:6.0f} ms; first decision "
-                      f"{min(r['decision_ms'].values()):6.0f} ms; use1 overruns {r['use1_overruns']:.0f}",
-                      flush=True)
-            results["detection"][mode] = reps
+                reps[mode].append({"decision_ms": {a: at - 1000 * t0 for a, at in dec[mode].items()},
+                                   "first_request_ms": {a: 1000 * (first_req[a] - t0) for a in first_req},
+                                   "observed_ms_target": obs_target, "observed_ms_status": obs_status,
+                                   "use1_abstentions": ab, "noise_hung": list(pair)})
+            for name in VICTIMS.values():
+                wait_for(name, "healthy", int(t0 * 1000))
+            print(f"  rep {rep + 1:2}: 503 decided (first/last agent) {min(reps['503'][-1]['decision_ms'].values()):6.0f}"
+                  f"/{max(reps['503'][-1]['decision_ms'].values()):6.0f} ms, hang "
+                  f"{min(reps['hang'][-1]['decision_ms'].values()):6.0f}/{max(reps['hang'][-1]['decision_ms'].values()):6.0f} ms;"
+                  f" use1 abstentions {ab or 'none'} (hung: {', '.join(pair)})", flush=True)
+        results["detection"] = reps
     finally:
         cl.stop()
         victim.stop()
@@ -693,7 +727,8 @@ def report(results, args):
               f"{fmt(spread([r['nginx_cpu_pct'] for r in b]), ' %')}")
     det = results.get("detection") or {}
     if det:
-        print(f"\n=== detection (3 agents, fall_after = 1, + {args.detect_background} background checks): "
+        print(f"\n=== detection (3 agents, fall_after = 1, + {args.detect_background} background checks, "
+              "two other targets hung at every moment, the 503 and the hang at the same instant): "
               "ms after the switch, median / p95 [min–max] ===")
         for mode, reps in det.items():
             print(f"  {mode}:")
@@ -710,9 +745,14 @@ def report(results, args):
                 s = spread(xs)
                 print(f"    {name:48} " + ("n/a" if s is None else
                       f"{s['median']:6.0f} / {s['p95']:6.0f} [{s['min']:.0f}–{s['max']:.0f}] (n={s['n']})"))
-            over = [r.get("use1_overruns") for r in reps if r.get("use1_overruns") is not None]
-            if over:
-                print(f"    reps in which use1 counted probe overruns: {sum(1 for o in over if o)} of {len(over)}")
+            ab = [r.get("use1_abstentions") for r in reps if r.get("use1_abstentions") is not None]
+            if ab:
+                total = {}
+                for a in ab:
+                    for k, v in a.items():
+                        total[k] = total.get(k, 0) + v
+                print(f"    use1 abstentions over all reps, by reason: {total or 'none'}"
+                      f" (reps with any: {sum(1 for a in ab if a)} of {len(ab)})")
 
 
 def interrupted(*_):

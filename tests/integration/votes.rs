@@ -50,7 +50,9 @@ struct Targets {
 
 impl Targets {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind targets");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind targets");
         let addr = listener.local_addr().expect("targets address");
         let state: Arc<Vec<AtomicU8>> = Arc::new((0..CHECKS).map(|_| AtomicU8::new(OK)).collect());
         let shared = Arc::clone(&state);
@@ -99,7 +101,11 @@ async fn answer(state: &[AtomicU8], path: &str) -> http::Response<Full<Bytes>> {
         // leaves no task behind for long.
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
-    let (code, body) = if s == OK { (200, "ok\n") } else { (503, "down\n") };
+    let (code, body) = if s == OK {
+        (200, "ok\n")
+    } else {
+        (503, "down\n")
+    };
     let mut resp = http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = http::StatusCode::from_u16(code).expect("status");
     resp
@@ -167,7 +173,10 @@ async fn run(agents: usize) {
             let ballots = decoded(&cluster).await;
             ballots.len() == agents
                 && ballots.iter().all(|(_, obs)| {
-                    obs.len() == CHECKS && obs.iter().all(|(_, s, r)| *s != Status::Abstain || r != "no_data")
+                    obs.len() == CHECKS
+                        && obs
+                            .iter()
+                            .all(|(_, s, r)| *s != Status::Abstain || r != "no_data")
                 })
         })
         .await;
@@ -176,7 +185,9 @@ async fn run(agents: usize) {
     let span = RUN - OUTAGE - Duration::from_secs(6);
     let starts: Vec<Duration> = OUTAGES
         .iter()
-        .map(|_| Duration::from_secs(3) + Duration::from_millis(rng.next() % span.as_millis() as u64))
+        .map(|_| {
+            Duration::from_secs(3) + Duration::from_millis(rng.next() % span.as_millis() as u64)
+        })
         .collect();
     eprintln!("votes: outages start at {starts:?} (3 s each)");
 
@@ -243,7 +254,10 @@ async fn run(agents: usize) {
                 cluster.logs()
             );
         }
-        for line in text.lines().filter(|l| l.starts_with("quorumgate_transitions_total{")) {
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("quorumgate_transitions_total{"))
+        {
             let check = line
                 .split("check=\"")
                 .nth(1)
