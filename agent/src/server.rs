@@ -46,6 +46,10 @@ const RESERVED_FRACTION: usize = 8;
 /// Requests one connection may carry (keep-alive or pipelined); the answer to the last says
 /// `Connection: close`. A client must not hold a slot forever by keeping it busy.
 const MAX_REQUESTS_PER_CONNECTION: u64 = 100;
+/// Shed connections not yet closed by their tasks (each holds a descriptor) above which the
+/// accept loop waits for them before accepting more: a churning flood must not outrun the
+/// closes and eat the descriptors reserved for the probes. Taken from `fdlimit::BASE_RESERVE`.
+const MAX_CLOSING: usize = 32;
 /// After `accept` failed for lack of descriptors (or memory): wait this long, so the loop
 /// does not spin while connections close.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -176,6 +180,10 @@ pub async fn serve(
     let mut accept_errors = RefusalLog::new("accept failed");
     let mut conns = JoinSet::new();
     loop {
+        while admission.closing() >= MAX_CLOSING && !shutdown.is_cancelled() {
+            // Bounded: a close that raced the check wakes us no later than this.
+            let _ = tokio::time::timeout(Duration::from_millis(10), admission.closed()).await;
+        }
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             a = listener.accept() => a,

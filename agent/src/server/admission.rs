@@ -26,6 +26,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How long a new connection may take to send its request head before it counts as idle.
@@ -105,6 +106,8 @@ struct Table {
     idle: BTreeSet<(Instant, u64)>,
     per_source: HashMap<IpAddr, usize>,
     next_id: u64,
+    /// Connections shed whose tasks have not yet closed them: each still holds a descriptor.
+    closing: usize,
 }
 
 impl Table {
@@ -171,16 +174,24 @@ impl Table {
         let (id, kind) = self.victim(now, full)?;
         if let Some(c) = self.remove(id) {
             c.shed.cancel();
+            self.closing += 1;
         }
         Some(kind)
     }
 }
 
-type Shared = Arc<Mutex<Table>>;
+/// The table, and a wake-up for the accept loop each time a shed connection is closed.
+#[derive(Debug, Default)]
+struct Inner {
+    table: Mutex<Table>,
+    closed: Notify,
+}
+
+type Shared = Arc<Inner>;
 
 fn lock(t: &Shared) -> MutexGuard<'_, Table> {
     // The table is consistent after every statement; a panic elsewhere leaves it usable.
-    t.lock().unwrap_or_else(PoisonError::into_inner)
+    t.table.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Admits connections to one listener.
@@ -263,6 +274,16 @@ impl Admission {
 
     /// Sheds one idle connection (past its grace, or keep-alive) to free a descriptor, as
     /// after `accept` failed for lack of one.
+    /// Connections shed and not yet closed by their tasks.
+    pub(super) fn closing(&self) -> usize {
+        lock(&self.table).closing
+    }
+
+    /// Resolves when a shed connection was closed (at once if one was since the last call).
+    pub(super) async fn closed(&self) {
+        self.table.closed.notified().await;
+    }
+
     pub(super) fn shed_one(&self, now: Instant) -> Option<Shed> {
         lock(&self.table).shed(now, false)
     }
@@ -295,7 +316,13 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        lock(&self.table).remove(self.id);
+        let mut t = lock(&self.table);
+        if t.remove(self.id).is_none() {
+            // Shed earlier: its task is ending now, and its socket is dropped with it.
+            t.closing = t.closing.saturating_sub(1);
+            drop(t);
+            self.table.closed.notify_one();
+        }
     }
 }
 

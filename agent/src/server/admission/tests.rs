@@ -197,9 +197,12 @@ fn a_new_connection_takes_the_slot_of_an_idle_one() {
     assert_eq!(shed, Some(Shed::NoRequest));
     assert!(first[2].shed_signal().is_cancelled());
     assert!(!first[3].shed_signal().is_cancelled());
-    // A shed ticket's drop frees nothing more.
+    // Shed connections hold their descriptors until their tasks drop them.
+    assert_eq!(a.closing(), 3);
+    // A shed ticket's drop frees no slot again, only its descriptor.
     drop(first);
     assert_eq!(held(&a), 3);
+    assert_eq!(a.closing(), 0);
     let n4 = admit(&a, "10.0.1.4", later).expect("the freed slot");
     let n5 = admit(&a, "10.0.1.5", later).expect("room made");
     assert!(n3.shed_signal().is_cancelled());
