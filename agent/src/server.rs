@@ -1,4 +1,4 @@
-//! The HTTP surface (DESIGN §8): health answers for Route 53, ballots for peers, status,
+//! The HTTP surface: health answers for Route 53, ballots for peers, status,
 //! metrics and the agent's own liveness/readiness. HTTP/1.1 over TCP or rustls.
 //!
 //! Public routes are read-only and cheap. Request bodies are size-limited, slow clients time
@@ -11,6 +11,7 @@
 mod admission;
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -281,9 +282,9 @@ where
     serve_http(io, surface, ctx, None).await;
 }
 
-/// As [`serve_connection`], telling the connection's admission `ticket` when a request starts
-/// and ends (an idle connection may be shed, a busy one not), and closing the connection
-/// after [`MAX_REQUESTS_PER_CONNECTION`].
+/// As [`serve_connection`], telling the connection's admission `ticket` (if any) when a
+/// request starts and ends (an idle connection may be shed, a busy one not). Either way the
+/// connection closes after [`MAX_REQUESTS_PER_CONNECTION`].
 async fn serve_http<I>(
     io: TokioIo<I>,
     surface: Surface,
@@ -292,11 +293,15 @@ async fn serve_http<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let served = Arc::new(AtomicU64::new(0));
     let svc = service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
         let ticket = ticket.clone();
+        let n = served.fetch_add(1, Ordering::Relaxed) + 1;
         async move {
-            let n = ticket.as_ref().map_or(0, |t| t.begin_request());
+            if let Some(t) = &ticket {
+                t.begin_request();
+            }
             let mut resp = route(&ctx, surface, req).await;
             if n >= MAX_REQUESTS_PER_CONNECTION {
                 // hyper closes the connection after a response that says so.
@@ -577,3 +582,6 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Respo
     );
     resp
 }
+
+#[cfg(test)]
+mod tests;

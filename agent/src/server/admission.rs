@@ -91,7 +91,6 @@ struct Conn {
     source: IpAddr,
     accepted_at: Instant,
     phase: Phase,
-    requests: u64,
     shed: CancellationToken,
 }
 
@@ -131,12 +130,15 @@ impl Table {
         }
     }
 
-    fn set_phase(&mut self, id: u64, phase: Phase) -> Option<&mut Conn> {
-        let mut conn = self.conns.remove(&id)?;
+    /// Moves connection `id` (if not shed) to `phase`, re-indexing it.
+    fn set_phase(&mut self, id: u64, phase: Phase) {
+        let Some(mut conn) = self.conns.remove(&id) else {
+            return;
+        };
         self.index(id, &conn, false);
         conn.phase = phase;
         self.index(id, &conn, true);
-        Some(self.conns.entry(id).or_insert(conn))
+        self.conns.insert(id, conn);
     }
 
     /// Forgets connection `id` (shed, or its task ended); `None` when it was already gone.
@@ -258,7 +260,6 @@ impl Admission {
                 source,
                 accepted_at: now,
                 phase: Phase::Fresh,
-                requests: 0,
                 shed: token.clone(),
             },
         );
@@ -296,16 +297,8 @@ impl Ticket {
     }
 
     /// A request head arrived: the connection is busy (never shed) until [`Self::end_request`].
-    /// Returns how many requests the connection has carried, this one included.
-    pub(super) fn begin_request(&self) -> u64 {
-        let mut t = lock(&self.table);
-        match t.set_phase(self.id, Phase::Busy) {
-            Some(c) => {
-                c.requests += 1;
-                c.requests
-            }
-            None => 0,
-        }
+    pub(super) fn begin_request(&self) {
+        lock(&self.table).set_phase(self.id, Phase::Busy);
     }
 
     /// The response is on its way; the connection is idle (keep-alive) from `now`.
