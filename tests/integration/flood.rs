@@ -169,7 +169,7 @@ async fn watch(c: &TestCluster, baseline: &[u64], stop: CancellationToken) -> Wa
         ..Watch::default()
     };
     while !stop.is_cancelled() {
-        for i in 0..c.len() {
+        for (i, &base) in baseline.iter().enumerate() {
             let Some((200, body)) = c
                 .request(i, http::Method::GET, "v1/status", Vec::new())
                 .await
@@ -197,10 +197,10 @@ async fn watch(c: &TestCluster, baseline: &[u64], stop: CancellationToken) -> Wa
                     _ => {}
                 }
             }
-            if check.decision != "healthy" || check.transitions != baseline[i] {
+            if check.decision != "healthy" || check.transitions != base {
                 w.violations.push(format!(
-                    "{}: decision {} after {} transitions (baseline {})",
-                    s.agent, check.decision, check.transitions, baseline[i]
+                    "{}: decision {} after {} transitions (baseline {base})",
+                    s.agent, check.decision, check.transitions
                 ));
             }
         }
