@@ -15,9 +15,11 @@ use config::Config;
 
 /// Descriptors every agent holds regardless of its config: stdio, the audit log, the runtime's
 /// epoll/eventfd/signal pipes, the listeners, resolver sockets, files read during TLS set-up,
-/// and the few accepted sockets in flight between `accept` and admission or being closed after
-/// a shed.
+/// and the accepted sockets in flight between `accept` and admission.
 pub const BASE_RESERVE: u64 = 64;
+/// Per listener: connections shed but not yet closed by their tasks (each still holds its
+/// descriptor); the accept loop waits rather than exceed it.
+pub const CLOSING_PER_LISTENER: u64 = 32;
 /// Per peer: one ballot push in flight, one pull, and room for a connection being closed while
 /// the next opens.
 pub const PER_PEER: u64 = 4;
@@ -95,12 +97,13 @@ pub struct Budget {
 /// while the full listener serves the peers and the operator; neither may starve the other.
 #[must_use]
 pub fn budget(limit: u64, needs: &Needs) -> Budget {
+    let listeners: u64 = if needs.health_listener { 2 } else { 1 };
     let reserve = BASE_RESERVE
+        + CLOSING_PER_LISTENER * listeners
         + to_u64(needs.probe_concurrency)
         + to_u64(needs.db_probes)
         + to_u64(needs.control_probes)
         + PER_PEER * to_u64(needs.peers);
-    let listeners: u64 = if needs.health_listener { 2 } else { 1 };
     let share = limit.saturating_sub(reserve) / listeners;
     let share = usize::try_from(share).unwrap_or(usize::MAX);
     let (cap, starved) = if share < MIN_SANE_CONNECTIONS {
@@ -223,19 +226,21 @@ mod tests {
 
     #[test]
     fn the_reserve_comes_first_and_one_listener_takes_the_rest() {
-        // 64 base + 64 probes + 2 db + 1 control + 4 × 2 peers = 139.
+        // 64 base + 32 closing + 64 probes + 2 db + 1 control + 4 × 2 peers = 171.
         let b = budget(1024, &needs(64, 2, false));
-        assert_eq!(b.reserve, 139);
-        assert_eq!(b.full, 1024 - 139);
+        assert_eq!(b.reserve, 171);
+        assert_eq!(b.full, 1024 - 171);
         assert_eq!(b.health, None);
         assert!(!b.starved);
     }
 
     #[test]
     fn two_listeners_split_what_is_left_and_never_take_the_reserve() {
+        // Another 32 for the second listener's closing connections.
         let b = budget(1024, &needs(64, 2, true));
-        assert_eq!(b.full, (1024 - 139) / 2);
-        assert_eq!(b.health, Some((1024 - 139) / 2));
+        assert_eq!(b.reserve, 203);
+        assert_eq!(b.full, (1024 - 203) / 2);
+        assert_eq!(b.health, Some((1024 - 203) / 2));
         assert!(b.full as u64 + b.health.unwrap_or(0) as u64 + b.reserve <= 1024);
     }
 
@@ -257,12 +262,12 @@ mod tests {
 
     #[test]
     fn a_tiny_limit_starts_starved_with_a_small_cap() {
-        for limit in [0, 100, 139 + MIN_SANE_CONNECTIONS as u64 - 1] {
+        for limit in [0, 100, 171 + MIN_SANE_CONNECTIONS as u64 - 1] {
             let b = budget(limit, &needs(64, 2, false));
             assert!(b.starved, "{limit}: {b:?}");
             assert_eq!(b.full, STARVED_CONNECTIONS);
         }
-        let b = budget(139 + MIN_SANE_CONNECTIONS as u64, &needs(64, 2, false));
+        let b = budget(171 + MIN_SANE_CONNECTIONS as u64, &needs(64, 2, false));
         assert!(!b.starved);
         assert_eq!(b.full, MIN_SANE_CONNECTIONS);
     }

@@ -47,10 +47,10 @@ const RESERVED_FRACTION: usize = 8;
 /// Requests one connection may carry (keep-alive or pipelined); the answer to the last says
 /// `Connection: close`. A client must not hold a slot forever by keeping it busy.
 const MAX_REQUESTS_PER_CONNECTION: u64 = 100;
-/// Shed connections not yet closed by their tasks (each holds a descriptor) above which the
+/// Shed connections not yet closed by their tasks (each holds a descriptor) at which the
 /// accept loop waits for them before accepting more: a churning flood must not outrun the
-/// closes and eat the descriptors reserved for the probes. Taken from `fdlimit::BASE_RESERVE`.
-const MAX_CLOSING: usize = 32;
+/// closes and eat the descriptors reserved for the probes. Part of the reserve.
+const MAX_CLOSING: usize = crate::fdlimit::CLOSING_PER_LISTENER as usize;
 /// After `accept` failed for lack of descriptors (or memory): wait this long, so the loop
 /// does not spin while connections close.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
