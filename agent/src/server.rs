@@ -105,8 +105,9 @@ impl RefusalLog {
         }
     }
 
-    /// `peer`: the connection's address when known; `detail`: its reason or kind.
-    fn log(&mut self, surface: Surface, peer: Option<std::net::SocketAddr>, detail: &str) {
+    /// `peer`: the source of the connection refused or shed, when known; `detail`: the
+    /// reason or kind.
+    fn log(&mut self, surface: Surface, peer: Option<std::net::IpAddr>, detail: &str) {
         let now = Instant::now();
         if self
             .last
@@ -198,9 +199,9 @@ pub async fn serve(
                 accept_errors.log(surface, None, &e.to_string());
                 if fds {
                     // Free a descriptor for the connection waiting in the backlog.
-                    if let Some(kind) = admission.shed_one(Instant::now()) {
+                    if let Some((kind, source)) = admission.shed_one(Instant::now()) {
                         count_rejected(surface, "shed_idle");
-                        sheds.log(surface, None, kind.label());
+                        sheds.log(surface, Some(source), kind.label());
                     }
                 }
                 if resource_shortage(&e) {
@@ -212,15 +213,15 @@ pub async fn serve(
         };
         let ticket = match admission.admit(peer.ip(), Instant::now()) {
             Ok((ticket, shed)) => {
-                if let Some(kind) = shed {
+                if let Some((kind, source)) = shed {
                     count_rejected(surface, "shed_idle");
-                    sheds.log(surface, Some(peer), kind.label());
+                    sheds.log(surface, Some(source), kind.label());
                 }
                 ticket
             }
             Err(refused) => {
                 count_rejected(surface, refused.reason());
-                refusals.log(surface, Some(peer), refused.reason());
+                refusals.log(surface, Some(peer.ip()), refused.reason());
                 continue;
             }
         };

@@ -171,14 +171,14 @@ impl Table {
         oldest_fresh.filter(|_| full)
     }
 
-    /// Sheds the connection [`Self::victim`] chooses: forgets it and tells its task.
-    fn shed(&mut self, now: Instant, full: bool) -> Option<Shed> {
+    /// Sheds the connection [`Self::victim`] chooses: forgets it and tells its task. Returns
+    /// its kind and source.
+    fn shed(&mut self, now: Instant, full: bool) -> Option<(Shed, IpAddr)> {
         let (id, kind) = self.victim(now, full)?;
-        if let Some(c) = self.remove(id) {
-            c.shed.cancel();
-            self.closing += 1;
-        }
-        Some(kind)
+        let c = self.remove(id)?;
+        c.shed.cancel();
+        self.closing += 1;
+        Some((kind, c.source))
     }
 }
 
@@ -230,12 +230,12 @@ impl Admission {
     }
 
     /// Admits a connection from `peer` at `now`, shedding an idle one if the listener runs
-    /// low, or says why not. Never waits.
+    /// low (its kind and source are returned), or says why not. Never waits.
     pub(super) fn admit(
         &self,
         peer: IpAddr,
         now: Instant,
-    ) -> Result<(Ticket, Option<Shed>), Refused> {
+    ) -> Result<(Ticket, Option<(Shed, IpAddr)>), Refused> {
         let source = source_of(peer);
         let mut t = lock(&self.table);
         let held = t.per_source.get(&source).copied().unwrap_or(0);
@@ -285,7 +285,7 @@ impl Admission {
         self.table.closed.notified().await;
     }
 
-    pub(super) fn shed_one(&self, now: Instant) -> Option<Shed> {
+    pub(super) fn shed_one(&self, now: Instant) -> Option<(Shed, IpAddr)> {
         lock(&self.table).shed(now, false)
     }
 }

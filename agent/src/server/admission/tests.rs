@@ -118,7 +118,7 @@ fn shed_order(conns: Vec<(u64, Conn)>, now: Instant, full: bool) -> Vec<(u64, Sh
     }
     let mut order = Vec::new();
     while let Some((id, kind)) = t.victim(now, full) {
-        assert!(t.shed(now, full).is_some());
+        assert_eq!(t.shed(now, full).map(|(k, _)| k), Some(kind));
         assert!(!t.conns.contains_key(&id));
         order.push((id, kind));
     }
@@ -182,18 +182,18 @@ fn a_new_connection_takes_the_slot_of_an_idle_one() {
     // Full, but the oldest fresh one is past its grace: shed for the newcomer.
     let later = t0 + ms(2) + FRESH_GRACE;
     let (n1, shed) = a.admit(ip("10.0.1.1"), later).expect("room made");
-    assert_eq!(shed, Some(Shed::NoRequest));
+    assert_eq!(shed, Some((Shed::NoRequest, ip("10.0.0.1"))));
     assert!(first[0].shed_signal().is_cancelled());
     assert_eq!(held(&a), 4);
     // Next the keep-alive one (the other fresh ones are within their grace)…
     let (n2, shed) = a.admit(ip("10.0.1.2"), later).expect("room made");
-    assert_eq!(shed, Some(Shed::KeepAlive));
+    assert_eq!(shed, Some((Shed::KeepAlive, ip("10.0.0.2"))));
     assert!(first[1].shed_signal().is_cancelled());
     // …then, the listener being full, the oldest fresh one even within its grace.
     n1.begin_request();
     n2.begin_request();
     let (n3, shed) = a.admit(ip("10.0.1.3"), later).expect("room made");
-    assert_eq!(shed, Some(Shed::NoRequest));
+    assert_eq!(shed, Some((Shed::NoRequest, ip("10.0.0.3"))));
     assert!(first[2].shed_signal().is_cancelled());
     assert!(!first[3].shed_signal().is_cancelled());
     // Shed connections hold their descriptors until their tasks drop them.
