@@ -41,6 +41,10 @@ pub struct Spec {
     /// 127.0.0.1 on a free port, reached directly. Benches that put agents in network
     /// namespaces behind a relay set the region address and the relay's address.
     pub addresses: Option<Vec<(SocketAddr, Url)>>,
+    /// Descriptor limits (`RLIMIT_NOFILE`, soft and hard alike) by agent id: those agents are
+    /// started through util-linux `prlimit` (see [`command_for`]). Tests use it to run an
+    /// agent under systemd's default soft limit of 1,024.
+    pub nofile: Vec<(String, u64)>,
 }
 
 impl Spec {
@@ -70,6 +74,7 @@ impl Spec {
             env: Vec::new(),
             log_level: "info".to_owned(),
             addresses: None,
+            nofile: Vec::new(),
         }
     }
 }
@@ -214,6 +219,20 @@ body_contains = "ok"
 pub fn spawn(exe: &Path, agent: &Agent, env: &[(String, String)]) -> anyhow::Result<Child> {
     spawn_with(Command::new(exe), agent, env)
         .with_context(|| format!("starting agent {} ({})", agent.id, exe.display()))
+}
+
+/// The command that starts `agent` of `spec`: `exe` itself, or `prlimit --nofile=N:N -- exe`
+/// when `spec.nofile` sets a limit for it. Pass it to [`spawn_with`].
+#[must_use]
+pub fn command_for(exe: &Path, spec: &Spec, agent: &Agent) -> Command {
+    match spec.nofile.iter().find(|(id, _)| *id == agent.id) {
+        Some((_, n)) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    }
 }
 
 /// As [`spawn`], with `command` as the program: `exe` itself, or a wrapper that runs it

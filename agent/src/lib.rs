@@ -22,6 +22,7 @@ pub mod demo;
 pub mod devcluster;
 pub mod drill;
 pub mod exchange;
+pub mod fdlimit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gates;

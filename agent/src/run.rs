@@ -126,10 +126,13 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         gates: gates.clone(),
     });
     let addr = listener.local_addr()?;
+    // Before any connection: the listeners' caps leave the descriptors the probes need.
+    let budget = crate::fdlimit::budget_for(&cfg);
     let mut servers = vec![tokio::spawn(server::serve(
         listener,
         server_tls,
         Surface::Full,
+        budget.full,
         Arc::clone(&ctx),
         shutdown.child_token(),
     ))];
@@ -149,6 +152,7 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
             listener,
             tls,
             Surface::HealthOnly,
+            budget.health.unwrap_or(budget.full),
             ctx,
             shutdown.child_token(),
         )));

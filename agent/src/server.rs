@@ -1,14 +1,17 @@
-//! The HTTP surface (DESIGN §8): health answers for Route 53, ballots for peers, status,
+//! The HTTP surface: health answers for Route 53, ballots for peers, status,
 //! metrics and the agent's own liveness/readiness. HTTP/1.1 over TCP or rustls.
 //!
 //! Public routes are read-only and cheap. Request bodies are size-limited, slow clients time
 //! out (header read, body read, TLS handshake, whole connection), and connections are capped
-//! per listener, with a reserve that one busy source cannot take (`server/admission.rs`).
-//! Every cut-off is counted in `quorumgate_http_rejected_total{listener, reason}`.
+//! per listener (the cap comes from the descriptor budget, `fdlimit.rs`), idle connections are
+//! shed for new ones when the slots run low, with a reserve that one busy source cannot take
+//! (`server/admission.rs`). Every cut-off is counted in
+//! `quorumgate_http_rejected_total{listener, reason}`.
 
 mod admission;
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,17 +38,27 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
-const MAX_CONNECTIONS: usize = 1024;
 /// Largest request head (request line and headers); larger is answered 431. `max_buf_size`
 /// alone does not bound it: hyper checks that only between reads, and its reads grow.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// The last slots of a listener, kept for light sources once the rest are taken: one host
-/// with many slow connections leaves them to the peers, Route 53 and Prometheus.
-const RESERVED_CONNECTIONS: usize = MAX_CONNECTIONS / 8;
+/// The last eighth of a listener's slots is kept for light sources once the rest are taken:
+/// one host with many slow connections leaves them to the peers, Route 53 and Prometheus.
+const RESERVED_FRACTION: usize = 8;
+/// Requests one connection may carry (keep-alive or pipelined); the answer to the last says
+/// `Connection: close`. A client must not hold a slot forever by keeping it busy.
+const MAX_REQUESTS_PER_CONNECTION: u64 = 100;
+/// Shed connections not yet closed by their tasks (each holds a descriptor) at which the
+/// accept loop waits for them before accepting more: a churning flood must not outrun the
+/// closes and eat the descriptors reserved for the probes. Part of the reserve.
+const MAX_CLOSING: usize = crate::fdlimit::CLOSING_PER_LISTENER as usize;
+/// After `accept` failed for lack of descriptors (or memory): wait this long, so the loop
+/// does not spin while connections close.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// A source (IPv4 address, IPv6 /64) holding fewer connections than this is light. A peer
 /// holds at most two to another agent (one push, one pull).
 const LIGHT_SOURCE_CONNECTIONS: usize = 8;
-/// Refused connections are logged at most this often (a flood must not flood the log too).
+/// Refused and shed connections are logged at most this often (a flood must not flood the log
+/// too).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -74,15 +87,27 @@ fn count_rejected(surface: Surface, reason: &'static str) {
         .increment(1);
 }
 
-/// Logs refused connections: the first at once, then one summary per [`REFUSAL_LOG_INTERVAL`].
-#[derive(Debug, Default)]
+/// Logs one kind of cut-off: the first at once, then one summary per
+/// [`REFUSAL_LOG_INTERVAL`].
+#[derive(Debug)]
 struct RefusalLog {
+    what: &'static str,
     last: Option<Instant>,
     suppressed: u64,
 }
 
 impl RefusalLog {
-    fn refused(&mut self, surface: Surface, peer: std::net::SocketAddr, reason: &'static str) {
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `peer`: the source of the connection refused or shed, when known; `detail`: the
+    /// reason or kind.
+    fn log(&mut self, surface: Surface, peer: Option<std::net::IpAddr>, detail: &str) {
         let now = Instant::now();
         if self
             .last
@@ -93,14 +118,28 @@ impl RefusalLog {
         }
         tracing::warn!(
             listener = surface.label(),
-            %peer,
-            reason,
-            refused_since_last_log = self.suppressed,
-            "connection refused: limit reached"
+            peer = peer.map(tracing::field::display),
+            detail,
+            since_last_log = self.suppressed,
+            "{}",
+            self.what
         );
         self.last = Some(now);
         self.suppressed = 0;
     }
+}
+
+/// Whether an `accept` error means the process or system is out of descriptors.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(Errno::from_io_error(e), Some(Errno::MFILE | Errno::NFILE))
+}
+
+/// Whether an `accept` error is a resource shortage worth backing off for (the others, like a
+/// connection reset before it was accepted, concern one connection only).
+fn resource_shortage(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    out_of_descriptors(e) || matches!(Errno::from_io_error(e), Some(Errno::NOBUFS | Errno::NOMEM))
 }
 
 /// What the handlers need.
@@ -119,23 +158,34 @@ pub struct ServerCtx {
 
 type Body = Full<Bytes>;
 
-/// Serves on `listener` until `shutdown` fires, then drains for a short grace period.
+/// Serves on `listener` until `shutdown` fires, then drains for a short grace period. At most
+/// `max_connections` connections are held at once (the listener's share of the descriptor
+/// budget).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     surface: Surface,
+    max_connections: usize,
     ctx: Arc<ServerCtx>,
     shutdown: CancellationToken,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let admission = Admission::new(
-        MAX_CONNECTIONS,
-        RESERVED_CONNECTIONS,
+        max_connections,
+        max_connections / RESERVED_FRACTION,
         LIGHT_SOURCE_CONNECTIONS,
     );
-    let mut refusals = RefusalLog::default();
+    metrics::gauge!(t::HTTP_MAX_CONNECTIONS, "listener" => surface.label())
+        .set(max_connections as f64);
+    let mut refusals = RefusalLog::new("connection refused: limit reached");
+    let mut sheds = RefusalLog::new("idle connection closed to make room for a new one");
+    let mut accept_errors = RefusalLog::new("accept failed");
     let mut conns = JoinSet::new();
     loop {
+        while admission.closing() >= MAX_CLOSING && !shutdown.is_cancelled() {
+            // Bounded: a close that raced the check wakes us no later than this.
+            let _ = tokio::time::timeout(Duration::from_millis(10), admission.closed()).await;
+        }
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             a = listener.accept() => a,
@@ -144,17 +194,34 @@ pub async fn serve(
         let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let fds = out_of_descriptors(&e);
+                count_rejected(surface, if fds { "accept_no_fd" } else { "accept_error" });
+                accept_errors.log(surface, None, &e.to_string());
+                if fds {
+                    // Free a descriptor for the connection waiting in the backlog.
+                    if let Some((kind, source)) = admission.shed_one(Instant::now()) {
+                        count_rejected(surface, "shed_idle");
+                        sheds.log(surface, Some(source), kind.label());
+                    }
+                }
+                if resource_shortage(&e) {
+                    // Back off instead of spinning; the shed connection closes meanwhile.
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
                 continue;
             }
         };
-        let ticket = match admission.admit(peer.ip()) {
-            Ok(t) => t,
+        let ticket = match admission.admit(peer.ip(), Instant::now()) {
+            Ok((ticket, shed)) => {
+                if let Some((kind, source)) = shed {
+                    count_rejected(surface, "shed_idle");
+                    sheds.log(surface, Some(source), kind.label());
+                }
+                ticket
+            }
             Err(refused) => {
                 count_rejected(surface, refused.reason());
-                refusals.refused(surface, peer, refused.reason());
+                refusals.log(surface, Some(peer.ip()), refused.reason());
                 continue;
             }
         };
@@ -162,14 +229,17 @@ pub async fn serve(
         let ctx = Arc::clone(&ctx);
         let acceptor = acceptor.clone();
         conns.spawn(async move {
-            let _ticket = ticket;
-            let result = tokio::time::timeout(CONNECTION_LIFETIME, async {
+            let shed = ticket.shed_signal();
+            let ticket = Some(Arc::new(ticket));
+            let served = tokio::time::timeout(CONNECTION_LIFETIME, async {
                 match acceptor {
                     Some(acceptor) => {
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                             .await
                         {
-                            Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), surface, ctx).await,
+                            Ok(Ok(tls)) => {
+                                serve_http(TokioIo::new(tls), surface, ctx, ticket).await
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
                             }
@@ -179,10 +249,17 @@ pub async fn serve(
                             }
                         }
                     }
-                    None => serve_connection(TokioIo::new(stream), surface, ctx).await,
+                    None => serve_http(TokioIo::new(stream), surface, ctx, ticket).await,
                 }
-            })
-            .await;
+            });
+            // Shed: dropping the connection closes its socket (and frees its descriptor) now.
+            let result = tokio::select! {
+                r = served => r,
+                () = shed.cancelled() => {
+                    tracing::debug!(%peer, "idle connection shed");
+                    return;
+                }
+            };
             if result.is_err() {
                 count_rejected(surface, "lifetime");
                 tracing::debug!(%peer, "connection closed at its lifetime limit");
@@ -203,9 +280,40 @@ pub async fn serve_connection<I>(io: TokioIo<I>, surface: Surface, ctx: Arc<Serv
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    serve_http(io, surface, ctx, None).await;
+}
+
+/// As [`serve_connection`], telling the connection's admission `ticket` (if any) when a
+/// request starts and ends (an idle connection may be shed, a busy one not). Either way the
+/// connection closes after [`MAX_REQUESTS_PER_CONNECTION`].
+async fn serve_http<I>(
+    io: TokioIo<I>,
+    surface: Surface,
+    ctx: Arc<ServerCtx>,
+    ticket: Option<Arc<admission::Ticket>>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let served = Arc::new(AtomicU64::new(0));
     let svc = service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
-        async move { Ok::<_, Infallible>(route(&ctx, surface, req).await) }
+        let ticket = ticket.clone();
+        let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+        async move {
+            if let Some(t) = &ticket {
+                t.begin_request();
+            }
+            let mut resp = route(&ctx, surface, req).await;
+            if n >= MAX_REQUESTS_PER_CONNECTION {
+                // hyper closes the connection after a response that says so.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            if let Some(t) = &ticket {
+                t.end_request(Instant::now());
+            }
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -475,3 +583,6 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Respo
     );
     resp
 }
+
+#[cfg(test)]
+mod tests;

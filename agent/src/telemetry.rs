@@ -33,6 +33,7 @@ pub const ABSTAIN_REASONS: [&str; 6] = [
     "local_resource",
     "overrun",
 ];
+pub const HTTP_MAX_CONNECTIONS: &str = "quorumgate_http_max_connections";
 
 /// Installs the Prometheus recorder for this process and describes our metrics.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -68,8 +69,14 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(
         HTTP_REJECTED,
         "Connections and requests cut off by the HTTP server's limits, by listener (full, \
-         health) and reason (connection_limit, heavy_source, header_timeout, header_too_large, \
-         tls_timeout, body_timeout, too_large, lifetime)"
+         health) and reason (connection_limit, heavy_source, shed_idle, accept_no_fd, \
+         accept_error, header_timeout, header_too_large, tls_timeout, body_timeout, too_large, \
+         lifetime)"
+    );
+    metrics::describe_gauge!(
+        HTTP_MAX_CONNECTIONS,
+        "Most connections a listener holds at once (full, health): its share of the \
+         descriptor limit after the probes' and peers' reserve"
     );
     crate::route53::describe_metrics();
     crate::drill::describe_metrics();

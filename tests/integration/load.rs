@@ -24,8 +24,11 @@ use crate::support::{metric, TestCluster, CHECK};
 /// The server's limits (agent/src/server.rs), which the cut-off bounds below are built on.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_CONNECTIONS: usize = 1024;
-const RESERVED_CONNECTIONS: usize = MAX_CONNECTIONS / 8;
+/// The flooded agent's descriptor limit (systemd's default soft limit): its listener's cap is
+/// what is left of it after the reserve, read from `quorumgate_http_max_connections`.
+const FLOOD_NOFILE: u64 = 1024;
+/// The share of a listener kept for light sources.
+const RESERVED_FRACTION: usize = 8;
 /// Allowed lateness of a cut-off: timer granularity, a loaded 2-core machine, our own polling.
 const SLACK: Duration = Duration::from_secs(4);
 /// How long `wrk` loads the agent.
@@ -576,26 +579,40 @@ async fn slow_clients_and_oversized_bodies_are_cut_off() {
 }
 
 /// The realistic attack on the peers' listener: one host without a client certificate opens
-/// more connections than the listener's limit (1,024), never starts the TLS handshake, and
-/// re-opens each soon after it is closed. It gets the listener up to its reserve
-/// ([`RESERVED_CONNECTIONS`] slots) and no further, so the peers' pushes over mutual TLS
+/// more connections than the listener's limit (its share of a descriptor limit of 1,024),
+/// never starts the TLS handshake, and re-opens each soon after it is closed. It gets the
+/// listener up to its reserve (the last eighth of its slots) and no further, so the peers' pushes over mutual TLS
 /// (a connection per ballot) and a health client keep being served; the excess is refused and
 /// counted, and the held connections are cut at the TLS handshake timeout. (Without the
 /// reserve the flood took every slot: the test's own status and health requests were refused.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_from_one_source_does_not_starve_the_peers() {
-    let c = TestCluster::start(|spec| spec.tls = true).await;
+    let c = TestCluster::start(|spec| {
+        spec.tls = true;
+        spec.nofile = vec![("use1".to_owned(), FLOOD_NOFILE)];
+    })
+    .await;
     c.wait_until(Duration::from_secs(20), "all HEALTHY", || async {
         c.healths().await.iter().all(|h| *h == Some(200))
     })
     .await;
+    let max_connections = metric(
+        &c.metrics(0).await,
+        "quorumgate_http_max_connections",
+        "listener=\"full\"",
+    ) as usize;
+    assert!(
+        (64..FLOOD_NOFILE as usize).contains(&max_connections),
+        "cap {max_connections}"
+    );
+    let reserved = max_connections / RESERVED_FRACTION;
     let to = addr(&c, 0);
     let flood_for = Duration::from_secs(12);
     let end = Instant::now() + flood_for;
 
-    // 1,100 connections from 127.0.0.2, each sending nothing and re-opened 200 ms after the
-    // server closes it; at most 100 opens per slot, and all stop at `end`.
-    let flood: Vec<_> = (0..MAX_CONNECTIONS + 276)
+    // The cap plus 276 connections from 127.0.0.2, each sending nothing and re-opened 200 ms
+    // after the server closes it; at most 100 opens per slot, and all stop at `end`.
+    let flood: Vec<_> = (0..max_connections + 276)
         .map(|_| {
             tokio::spawn(async move {
                 let (mut held, mut refused) = (0u32, 0u32);
@@ -660,7 +677,7 @@ async fn a_connection_flood_from_one_source_does_not_starve_the_peers() {
     );
     assert_eq!(rejected("connection_limit"), 0.0, "\n{m}");
     assert!(
-        rejected("tls_timeout") >= (MAX_CONNECTIONS - RESERVED_CONNECTIONS - 32) as f64,
+        rejected("tls_timeout") >= (max_connections - reserved - 32) as f64,
         "\n{m}"
     );
     // The cluster kept deciding.

@@ -19,6 +19,16 @@ pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_quorumgate"))
 }
 
+/// Starts `agent` of `spec` (under its descriptor limit, when `spec.nofile` sets one).
+fn spawn(spec: &Spec, agent: &devcluster::Agent) -> Child {
+    devcluster::spawn_with(
+        devcluster::command_for(&exe(), spec, agent),
+        agent,
+        &spec.env,
+    )
+    .expect("spawn agent")
+}
+
 /// A running cluster of agent processes and the app they probe.
 pub struct TestCluster {
     pub app: TargetApp,
@@ -40,7 +50,7 @@ impl TestCluster {
         let children = written
             .agents
             .iter()
-            .map(|a| Some(devcluster::spawn(&exe(), a, &spec.env).expect("spawn agent")))
+            .map(|a| Some(spawn(&spec, a)))
             .collect();
         let cluster = Self {
             app,
@@ -82,10 +92,7 @@ impl TestCluster {
     /// Starts agent `i` again with the same config and key, and waits until it is ready.
     pub async fn restart(&mut self, i: usize) {
         self.kill(i).await;
-        self.children[i] = Some(
-            devcluster::spawn(&exe(), &self.written.agents[i], &self.spec.env)
-                .expect("respawn agent"),
-        );
+        self.children[i] = Some(spawn(&self.spec, &self.written.agents[i]));
         self.wait_until(
             Duration::from_secs(20),
             &format!("agent {i} ready again"),

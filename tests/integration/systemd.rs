@@ -456,6 +456,31 @@ fn unit_keeps_the_required_settings() {
     for want in required {
         assert!(settings.contains(&want), "the unit lacks `{want}`");
     }
+    // The descriptor limit holds both listeners at their largest cap and the reserve (the
+    // soft limit of 1,024 otherwise lets a connection flood starve the probes).
+    let nofile: u64 = settings
+        .iter()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .expect("LimitNOFILE=")
+        .parse()
+        .expect("LimitNOFILE= is one number (soft and hard alike)");
+    let needs = quorumgate::fdlimit::Needs {
+        probe_concurrency: 1_024,
+        db_probes: 64,
+        control_probes: 16,
+        peers: 15,
+        health_listener: true,
+    };
+    let budget = quorumgate::fdlimit::budget(nofile, &needs);
+    assert_eq!(
+        budget.full,
+        quorumgate::fdlimit::MAX_LISTENER_CONNECTIONS,
+        "LimitNOFILE={nofile}: {budget:?}"
+    );
+    assert!(
+        budget.reserve + 2 * quorumgate::fdlimit::MAX_LISTENER_CONNECTIONS as u64 <= nofile,
+        "LimitNOFILE={nofile}: {budget:?}"
+    );
     let watchdog = settings
         .iter()
         .find_map(|l| l.strip_prefix("WatchdogSec="))
