@@ -21,6 +21,7 @@ pub const GATE_EPOCH: &str = "quorumgate_gate_fence_epoch";
 pub const OPERATOR_COMMANDS: &str = "quorumgate_operator_commands_total";
 pub const GATE_PROMOTIONS: &str = "quorumgate_gate_promotions_total";
 pub const HTTP_REJECTED: &str = "quorumgate_http_rejected_total";
+pub const PROBE_OVERRUNS: &str = "quorumgate_probe_overruns_total";
 
 /// Installs the Prometheus recorder for this process and describes our metrics.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -73,6 +74,14 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "Ballot catch-up pulls from peers, by peer and result"
     );
     metrics::describe_counter!(AUDIT_ERRORS, "Audit records that could not be persisted");
+    metrics::describe_gauge!(
+        BUILD_INFO,
+        "1, labelled with this agent's version and config digest"
+    );
+    metrics::describe_counter!(
+        PROBE_OVERRUNS,
+        "Probe runs that overran their interval or could not start on time (feeds abstention)"
+    );
     Ok(handle)
 }
 
