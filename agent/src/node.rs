@@ -10,8 +10,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use config::Config;
 use quorum::{
-    Accepted, AgentId, Ballot, BookConfig, CheckId, Engine, Observation, Reason, Rejection,
-    SignedBallot, SigningKey, State, Status, Transition, UnixMillis,
+    Accepted, AgentId, Ballot, BookConfig, CheckId, DecisionMachine, Engine, Observation, Reason,
+    Rejection, SignedBallot, SigningKey, State, Status, Transition, UnixMillis,
 };
 
 use crate::audit::{self, SharedAudit};
@@ -23,6 +23,7 @@ use crate::status::{
     Status as StatusDoc, TallyStatus,
 };
 use crate::telemetry as t;
+use crate::telemetry::checks::{self, Gauge};
 
 /// Why this agent withholds accusations on every check: its own sickness, never one check's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,30 @@ pub struct Node {
     last_round_at: Option<UnixMillis>,
     /// Checks a game-day drill tells this agent to treat as failed.
     drills: Option<DrillBoard>,
+    /// Each check's decision and verdict gauges, in `engine.machines()` order (the engine's
+    /// checks are fixed when it is built), so a round updates them without a registry lookup.
+    gauges: Vec<CheckGauges>,
+}
+
+/// The outcome labels of `quorumgate_verdict`.
+const OUTCOMES: [&str; 3] = ["healthy", "unhealthy", "no_quorum"];
+
+#[derive(Debug)]
+struct CheckGauges {
+    decision: Gauge,
+    /// One per [`OUTCOMES`] label; registered at the check's first tally, as before.
+    verdict: Option<[Gauge; 3]>,
+}
+
+impl CheckGauges {
+    fn new(m: &DecisionMachine) -> Self {
+        let decision = checks::global().decision(m.check().as_str());
+        decision.set(state_gauge(m.state()));
+        Self {
+            decision,
+            verdict: None,
+        }
+    }
 }
 
 impl Node {
@@ -108,10 +133,7 @@ impl Node {
         };
         let checks = shared.checks.iter().map(|c| (c.id.clone(), c.policy));
         let engine = Engine::new(shared.membership.clone(), book, checks, now);
-        for c in &shared.checks {
-            metrics::gauge!(t::DECISION, "check" => c.id.to_string())
-                .set(state_gauge(c.policy.initial));
-        }
+        let gauges = engine.machines().map(CheckGauges::new).collect();
         let check_index = shared
             .checks
             .iter()
@@ -137,6 +159,7 @@ impl Node {
             audit: None,
             last_round_at: None,
             drills: None,
+            gauges,
         }
     }
 
@@ -351,7 +374,7 @@ impl Node {
     pub fn round(&mut self, now: UnixMillis, key: &SigningKey) -> (Arc<Vec<u8>>, Vec<Transition>) {
         let wire = self.sign_ballot(now, key);
         let transitions = self.engine.evaluate(now);
-        self.after_evaluate(now, &transitions, true);
+        self.after_evaluate(now, &transitions);
         self.rounds += 1;
         self.ready = true;
         self.last_round_at = Some(now);
@@ -375,7 +398,7 @@ impl Node {
     pub fn publish(&mut self, now: UnixMillis, key: &SigningKey) -> Arc<Vec<u8>> {
         let wire = self.sign_ballot(now, key);
         let transitions = self.engine.evaluate_early(now);
-        self.after_evaluate(now, &transitions, false);
+        self.after_evaluate(now, &transitions);
         metrics::counter!(t::EARLY_BALLOTS).increment(1);
         wire
     }
@@ -392,7 +415,7 @@ impl Node {
         let result = self.receive(now, wire, source);
         if matches!(result, Ok(Accepted::New(_))) && self.ready {
             let transitions = self.engine.evaluate_early(now);
-            self.after_evaluate(now, &transitions, false);
+            self.after_evaluate(now, &transitions);
         }
         result
     }
@@ -432,30 +455,29 @@ impl Node {
         wire
     }
 
-    /// Audits, logs and counts `transitions`; refreshes every check's gauges when `all`
-    /// (once per round), else only the transitioned checks' decision gauge.
-    fn after_evaluate(&mut self, now: UnixMillis, transitions: &[Transition], all: bool) {
-        for tr in transitions.iter().filter(|_| !all) {
-            metrics::gauge!(t::DECISION, "check" => tr.check.to_string()).set(state_gauge(tr.to));
-        }
-        for m in self.engine.machines().filter(|_| all) {
-            let check = m.check().to_string();
-            metrics::gauge!(t::DECISION, "check" => check.clone()).set(state_gauge(m.state()));
+    /// Audits, logs and counts `transitions`, and refreshes every check's gauges (atomics:
+    /// cheap enough for every evaluation, early ones included).
+    fn after_evaluate(&mut self, now: UnixMillis, transitions: &[Transition]) {
+        for (m, g) in self.engine.machines().zip(self.gauges.iter_mut()) {
+            g.decision.set(state_gauge(m.state()));
             if let Some(v) = self.engine.verdict(m.check()) {
-                for outcome in ["healthy", "unhealthy", "no_quorum"] {
-                    let on = if v.outcome.as_str() == outcome {
+                let verdict = g.verdict.get_or_insert_with(|| {
+                    OUTCOMES.map(|o| checks::global().verdict(m.check().as_str(), o))
+                });
+                for (outcome, gauge) in OUTCOMES.iter().zip(verdict.iter()) {
+                    gauge.set(if v.outcome.as_str() == *outcome {
                         1.0
                     } else {
                         0.0
-                    };
-                    metrics::gauge!(t::VERDICT, "check" => check.clone(), "outcome" => outcome)
-                        .set(on);
+                    });
                 }
             }
         }
         for tr in transitions {
             self.audit_transition(now, tr);
-            metrics::counter!(t::TRANSITIONS, "check" => tr.check.to_string(), "to" => tr.to.as_str()).increment(1);
+            checks::global()
+                .transitions(tr.check.as_str(), tr.to.as_str())
+                .increment(1);
             tracing::warn!(
                 check = %tr.check, from = tr.from.as_str(), to = tr.to.as_str(), rounds = tr.rounds,
                 certificate = %tr.certificate.digest_hex(),

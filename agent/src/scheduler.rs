@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use config::probe::ProbeSpec;
-use metrics::{Counter, Gauge, Histogram};
-use quorum::{CheckId, Reason, UnixMillis};
+use metrics::Counter;
+use quorum::{CheckId, UnixMillis};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -42,6 +42,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::probe::{ProbeOutcome, Prober};
+
+mod probe_metrics;
+use probe_metrics::ProbeMetrics;
 
 /// A probe must start within `interval / START_BUDGET_DIVISOR` of its tick, or it is late.
 pub const START_BUDGET_DIVISOR: u32 = 4;
@@ -427,65 +430,6 @@ async fn run_once<R: ProbeRunner>(
     match shared.tx.send(report).await {
         Ok(()) => Flow::Continue,
         Err(_) => Flow::Stop,
-    }
-}
-
-/// Metric handles of one probe, registered once (a registry lookup per result would cost more
-/// than the increment).
-struct ProbeMetrics {
-    check: String,
-    kind: &'static str,
-    duration: Histogram,
-    /// `quorumgate_replication_lag_seconds{check}`, for probes that measure lag.
-    lag: Option<Gauge>,
-    /// `(healthy, reason)` → counter; a handful of entries per probe.
-    totals: Mutex<Vec<(bool, Reason, Counter)>>,
-}
-
-impl ProbeMetrics {
-    fn new(probe: &ScheduledProbe) -> Self {
-        let check = probe.key.to_string();
-        let kind = probe.spec.kind();
-        let duration = metrics::histogram!("quorumgate_probe_duration_seconds", "check" => check.clone(), "kind" => kind);
-        let lag = matches!(probe.spec, ProbeSpec::ReplicationLag(_))
-            .then(|| metrics::gauge!(crate::telemetry::REPLICATION_LAG, "check" => check.clone()));
-        Self {
-            check,
-            kind,
-            duration,
-            lag,
-            totals: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn record(&self, outcome: &ProbeOutcome) {
-        self.duration.record(outcome.latency.as_secs_f64());
-        if let (Some(gauge), Some(lag_ms)) = (&self.lag, outcome.lag_ms) {
-            // Lags are far below 2^53 ms, where an f64 stops being exact.
-            #[allow(clippy::cast_precision_loss)]
-            gauge.set(lag_ms as f64 / 1000.0);
-        }
-        // Nothing in the list can be left inconsistent by a panic; keep using it.
-        let mut totals = self
-            .totals
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, _, counter)) = totals
-            .iter()
-            .find(|(h, r, _)| *h == outcome.healthy && *r == outcome.reason)
-        {
-            counter.increment(1);
-            return;
-        }
-        let counter = metrics::counter!(
-            "quorumgate_probe_total",
-            "check" => self.check.clone(),
-            "kind" => self.kind,
-            "result" => if outcome.healthy { "healthy" } else { "unhealthy" },
-            "reason" => outcome.reason.as_str().to_owned(),
-        );
-        counter.increment(1);
-        totals.push((outcome.healthy, outcome.reason.clone(), counter));
     }
 }
 

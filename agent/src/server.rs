@@ -535,7 +535,7 @@ fn metrics(ctx: &ServerCtx) -> Response<Body> {
         Some(h) => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            h.render().into(),
+            crate::telemetry::render(h).into(),
         ),
         None => text(StatusCode::NOT_FOUND, "metrics not enabled\n".to_owned()),
     }

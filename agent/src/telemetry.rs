@@ -2,18 +2,18 @@
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+pub mod checks;
+
+pub use checks::{DECISION, PROBE_DURATION, PROBE_TOTAL, REPLICATION_LAG, TRANSITIONS, VERDICT};
+
 pub const BALLOTS_ACCEPTED: &str = "quorumgate_ballots_accepted_total";
 pub const BALLOTS_REJECTED: &str = "quorumgate_ballots_rejected_total";
-pub const DECISION: &str = "quorumgate_decision";
-pub const VERDICT: &str = "quorumgate_verdict";
-pub const TRANSITIONS: &str = "quorumgate_transitions_total";
 pub const ROUNDS: &str = "quorumgate_rounds_total";
 pub const ABSTAINING: &str = "quorumgate_abstaining";
 pub const PEER_PUSH: &str = "quorumgate_peer_push_total";
 pub const PEER_PULL: &str = "quorumgate_peer_pull_total";
 pub const AUDIT_ERRORS: &str = "quorumgate_audit_errors_total";
 pub const BUILD_INFO: &str = "quorumgate_build_info";
-pub const REPLICATION_LAG: &str = "quorumgate_replication_lag_seconds";
 pub const GATE_CHANGES: &str = "quorumgate_gate_changes_total";
 pub const GATE_HOLD: &str = "quorumgate_gate_hold";
 pub const GATE_ALERT: &str = "quorumgate_gate_alert";
@@ -34,13 +34,14 @@ pub const ABSTAIN_REASONS: [&str; 6] = [
     "overrun",
 ];
 pub const HTTP_MAX_CONNECTIONS: &str = "quorumgate_http_max_connections";
+pub const PROBE_OVERRUNS: &str = "quorumgate_probe_overruns_total";
 
 /// Installs the Prometheus recorder for this process and describes our metrics.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
-        .set_buckets(&[
-            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ])?
+        // No histogram goes through the exporter today; any that does later gets the same
+        // buckets as the probe durations.
+        .set_buckets(&checks::DURATION_BUCKETS)?
         .install_recorder()?;
     metrics::describe_counter!(BALLOTS_ACCEPTED, "Ballots accepted, by issuing member");
     metrics::describe_counter!(
@@ -81,12 +82,6 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     crate::route53::describe_metrics();
     crate::drill::describe_metrics();
     metrics::describe_counter!(BALLOTS_REJECTED, "Ballots rejected on receipt, by reason");
-    metrics::describe_gauge!(DECISION, "Decided state per check: 1 healthy, 0 unhealthy");
-    metrics::describe_gauge!(
-        VERDICT,
-        "Last tally per check: 1 for the current outcome label, 0 otherwise"
-    );
-    metrics::describe_counter!(TRANSITIONS, "Decision transitions, by check and new state");
     metrics::describe_counter!(ROUNDS, "Ballot rounds issued by this agent");
     metrics::describe_gauge!(
         ABSTAINING,
@@ -118,10 +113,26 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_counter!(AUDIT_ERRORS, "Audit records that could not be persisted");
     metrics::describe_gauge!(
-        REPLICATION_LAG,
-        "Replication lag measured by this agent's replication_lag probe (now - newest heartbeat), by check"
+        BUILD_INFO,
+        "1, labelled with this agent's version and config digest"
+    );
+    metrics::describe_counter!(
+        PROBE_OVERRUNS,
+        "Probe runs that overran their interval or could not start on time (feeds abstention)"
     );
     Ok(handle)
+}
+
+/// The `/metrics` text: the exporter's series, then the per-check ones ([`checks`]), which
+/// the exporter does not hold (no name is in both, so every family appears once).
+#[must_use]
+pub fn render(handle: &PrometheusHandle) -> String {
+    let mut out = handle.render();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    checks::global().render_into(&mut out);
+    out
 }
 
 /// Log output format.

@@ -770,6 +770,9 @@ def versions(binary):
     out = {}
     for name, cmd in [("quorumgate", [binary, "--version"]), ("blackbox", [BLACKBOX, "--version"]),
                       ("prometheus", [PROMETHEUS, "--version"]), ("nginx", [NGINX, "-v"])]:
+        if not os.access(cmd[0], os.X_OK):  # not needed for this run's tools
+            out[name] = "-"
+            continue
         r = subprocess.run(cmd, capture_output=True, text=True)
         out[name] = (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else "?"
     return out
@@ -794,10 +797,11 @@ def main():
     args = ap.parse_args()
     if not os.access(args.binary, os.X_OK):
         die(f"{args.binary} is missing: cargo build --release -p quorumgate")
-    for path in [NGINX, BLACKBOX, PROMETHEUS]:
-        need(path)
     ns = [int(x) for x in args.targets.split(",") if x]
     tools = args.tools.split(",")
+    # `--tools quorumgate` (e.g. an RSS run of the agent alone) needs nginx only.
+    for path in [NGINX] + ([BLACKBOX, PROMETHEUS] if "blackbox" in tools else []):
+        need(path)
     raise_nofile()
     signal.signal(signal.SIGTERM, interrupted)
     tmp = tempfile.mkdtemp(prefix="quorumgate-probebench-")

@@ -11,6 +11,7 @@ mod cluster;
 mod container;
 mod db;
 mod deploy;
+mod exposition;
 mod flood;
 mod load;
 mod packaging;

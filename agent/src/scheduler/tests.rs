@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex;
 
 use config::probe::TcpProbe;
 
