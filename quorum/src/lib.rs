@@ -66,7 +66,7 @@ pub use operator::{
 };
 pub use signed::{SignedBallot, SigningKey, VerifyingKey};
 pub use tally::{
-    tally, tally_all, verify_certificate, CertError, Certificate, Outcome, Verdict,
-    VerifiedCertificate,
+    certificate_parts, portable_certificate, tally, tally_all, verify_certificate, CertError,
+    Certificate, Outcome, Verdict, VerifiedCertificate,
 };
 pub use time::UnixMillis;
