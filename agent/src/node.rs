@@ -3,18 +3,20 @@
 //! `Node` is synchronous and owns no sockets; the main loop and the HTTP handlers share it
 //! behind a mutex and never hold the lock across an await.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use config::Config;
 use quorum::{
-    Accepted, AgentId, Ballot, BookConfig, CheckId, Engine, Observation, Reason, Rejection,
-    SignedBallot, SigningKey, State, Status, Transition, UnixMillis,
+    Accepted, AgentId, Ballot, Basis, BookConfig, CheckId, Engine, Observation, Outcome, Reason,
+    Rejection, SignedBallot, SigningKey, State, Status, Transition, UnixMillis,
 };
 
 use crate::audit::{self, SharedAudit};
+use crate::decisions::{self, Decision, Restore};
 use crate::drill::{DrillBoard, DrillVote};
 use crate::local_resource;
 use crate::probe::ProbeOutcome;
@@ -95,23 +97,82 @@ pub struct Node {
     last_round_at: Option<UnixMillis>,
     /// Checks a game-day drill tells this agent to treat as failed.
     drills: Option<DrillBoard>,
+    /// Restart safety: what the decisions file holds (or will hold), see [`crate::decisions`].
+    persisted: Persisted,
+}
+
+/// The node's side of the decisions file.
+#[derive(Debug, Default)]
+struct Persisted {
+    /// Where to write it (the state dir); `None`: keep it in memory only.
+    dir: Option<PathBuf>,
+    decisions: BTreeMap<CheckId, Decision>,
+    /// Checks whose decided state is not in `decisions` yet (every check not restored, and
+    /// any check that just made a transition).
+    pending: BTreeSet<CheckId>,
+    /// Checks that started undecided and have had no quorum verdict yet.
+    undecided: BTreeSet<CheckId>,
+    /// The last write failed: write again after the next round.
+    retry: bool,
+    /// The wire bytes of ballots in `decisions`, so the checks one round decided share one copy.
+    wires: BTreeMap<(AgentId, u64), Arc<[u8]>>,
+}
+
+/// What `/v1/health/{check}` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// `None`: undecided (a restarted agent before its first quorum verdict).
+    pub decision: Option<State>,
+    pub basis: Basis,
+    /// One line for the response body.
+    pub detail: String,
 }
 
 impl Node {
+    /// A node of a brand-new install: every check in its configured `initial` state.
     #[must_use]
     pub fn new(cfg: Arc<Config>, now: UnixMillis) -> Self {
+        Self::restored(cfg, now, Restore::brand_new())
+    }
+
+    /// A node after a restart: each check restored, undecided, or (brand-new install only)
+    /// in its `initial` state, as `restore` says.
+    #[must_use]
+    pub fn restored(cfg: Arc<Config>, now: UnixMillis, restore: Restore) -> Self {
         let shared = &cfg.shared;
         let book = BookConfig {
             max_ballot_bytes: shared.cluster.max_ballot_bytes,
             max_clock_skew_ms: shared.cluster.max_clock_skew_ms,
             config_digest: cfg.digest,
         };
-        let checks = shared.checks.iter().map(|c| (c.id.clone(), c.policy));
-        let engine = Engine::new(shared.membership.clone(), book, checks, now);
-        for c in &shared.checks {
-            metrics::gauge!(t::DECISION, "check" => c.id.to_string())
-                .set(state_gauge(c.policy.initial));
+        let checks = shared
+            .checks
+            .iter()
+            .map(|c| (c.id.clone(), c.policy, restore.start(&c.id)));
+        let engine = Engine::restore(shared.membership.clone(), book, checks, now);
+        let mut persisted = Persisted::default();
+        for m in engine.machines() {
+            let check = m.check().clone();
+            // An undecided check has no gauge until decided: it must not read as either state.
+            if let Some(state) = m.decision() {
+                metrics::gauge!(t::DECISION, "check" => check.to_string()).set(state_gauge(state));
+            }
+            match m.basis() {
+                Basis::Restored => {}
+                Basis::Undecided => {
+                    persisted.undecided.insert(check.clone());
+                    persisted.pending.insert(check);
+                }
+                Basis::Initial | Basis::Decided => {
+                    persisted.pending.insert(check);
+                }
+            }
         }
+        persisted.decisions = restore
+            .decisions
+            .into_iter()
+            .filter(|(c, _)| engine.machine(c).is_some())
+            .collect();
         let check_index = shared
             .checks
             .iter()
@@ -137,7 +198,13 @@ impl Node {
             audit: None,
             last_round_at: None,
             drills: None,
+            persisted,
         }
+    }
+
+    /// Writes the decisions file in `state_dir` from now on (see [`crate::decisions`]).
+    pub fn set_decisions_dir(&mut self, state_dir: PathBuf) {
+        self.persisted.dir = Some(state_dir);
     }
 
     #[must_use]
@@ -440,7 +507,9 @@ impl Node {
         }
         for m in self.engine.machines().filter(|_| all) {
             let check = m.check().to_string();
-            metrics::gauge!(t::DECISION, "check" => check.clone()).set(state_gauge(m.state()));
+            if let Some(state) = m.decision() {
+                metrics::gauge!(t::DECISION, "check" => check.clone()).set(state_gauge(state));
+            }
             if let Some(v) = self.engine.verdict(m.check()) {
                 for outcome in ["healthy", "unhealthy", "no_quorum"] {
                     let on = if v.outcome.as_str() == outcome {
@@ -462,6 +531,121 @@ impl Node {
                 voters = %tr.certificate.agents().map(AgentId::as_str).collect::<Vec<_>>().join(","),
                 "decision changed"
             );
+        }
+        self.persist_decisions(now, transitions);
+    }
+
+    /// Restart safety: audits each undecided check's first verdict, and writes the decisions
+    /// file when a check made a transition or got its first decided state with an agreeing
+    /// certificate — one write per evaluation at most, none in one without such a change.
+    /// Called with the node lock held, so no health answer reflects a state before it is on
+    /// disk. A failed write is logged and counted and retried after the next round; it does
+    /// not stop the answers (that would override the quorum).
+    fn persist_decisions(&mut self, now: UnixMillis, transitions: &[Transition]) {
+        let settled: Vec<CheckId> = self
+            .persisted
+            .undecided
+            .iter()
+            .filter(|c| {
+                self.engine
+                    .machine(c)
+                    .is_some_and(|m| m.decision().is_some())
+            })
+            .cloned()
+            .collect();
+        for check in settled {
+            self.persisted.undecided.remove(&check);
+            self.audit_decided(now, &check);
+        }
+        let p = &mut self.persisted;
+        p.pending
+            .extend(transitions.iter().map(|t| t.check.clone()));
+        let mut changed = p.retry;
+        let mut done = Vec::new();
+        for check in &p.pending {
+            let Some(m) = self.engine.machine(check) else {
+                done.push(check.clone());
+                continue;
+            };
+            let want = match m.state() {
+                State::Healthy => Outcome::Healthy,
+                State::Unhealthy => Outcome::Unhealthy,
+            };
+            let cert = self
+                .engine
+                .verdict(check)
+                .and_then(|v| v.certificate.as_ref())
+                .filter(|c| c.outcome == want);
+            let (Basis::Decided, Some(cert)) = (m.basis(), cert) else {
+                continue;
+            };
+            let ballots = cert
+                .ballots
+                .iter()
+                .map(|b| {
+                    let key = (b.ballot.agent().clone(), b.ballot.seq());
+                    Arc::clone(
+                        p.wires
+                            .entry(key)
+                            .or_insert_with(|| Arc::from(b.signed.to_wire())),
+                    )
+                })
+                .collect();
+            let decision = Decision {
+                state: m.state(),
+                since: m.since(),
+                last_transition: m.last_transition(),
+                ballots,
+            };
+            p.decisions.insert(check.clone(), decision);
+            done.push(check.clone());
+            changed = true;
+        }
+        for check in done {
+            p.pending.remove(&check);
+        }
+        if !changed {
+            return;
+        }
+        // Forget the wire bytes no decision refers to any more.
+        p.wires.retain(|_, w| Arc::strong_count(w) > 1);
+        let Some(dir) = &p.dir else {
+            return;
+        };
+        match decisions::save(dir, &self.cfg.local.agent_id, now, &p.decisions) {
+            Ok(()) => p.retry = false,
+            Err(e) => {
+                p.retry = true;
+                metrics::counter!(t::DECISIONS_WRITE_ERRORS).increment(1);
+                tracing::error!(error = %e, "could not persist the decisions; retrying after the next round");
+            }
+        }
+    }
+
+    /// Appends a `decided` record: an undecided check's first quorum verdict (its health
+    /// answer changes from UNDECIDED). Like a transition, it carries its certificate.
+    fn audit_decided(&mut self, now: UnixMillis, check: &CheckId) {
+        let (Some(log), Some(m)) = (self.audit.as_ref(), self.engine.machine(check)) else {
+            return;
+        };
+        let Some(cert) = self
+            .engine
+            .verdict(check)
+            .and_then(|v| v.certificate.as_ref())
+        else {
+            return;
+        };
+        let body = serde_json::json!({
+            "check": check.as_str(),
+            "from": "undecided",
+            "to": m.state().as_str(),
+            "certificate": STANDARD.encode(cert.to_bytes()),
+            "certificate_sha256": cert.digest_hex(),
+        });
+        tracing::info!(check = %check, to = m.state().as_str(), certificate = %cert.digest_hex(), "undecided check decided");
+        if let Err(e) = audit::append_shared(log, now, "decided", body) {
+            metrics::counter!(t::AUDIT_ERRORS).increment(1);
+            tracing::error!(error = %e, check = %check, "could not persist the first decision to the audit log");
         }
     }
 
@@ -521,9 +705,10 @@ impl Node {
         self.last_rejection = Some(format!("{reason}: {detail}"));
     }
 
-    /// The decided state of `check`, with a one-line explanation for the health endpoint.
+    /// What `/v1/health/{check}` answers: the decided state (`None` while undecided) and a
+    /// one-line explanation. `None` for an unknown check.
     #[must_use]
-    pub fn health(&self, check: &CheckId) -> Option<(State, String)> {
+    pub fn health(&self, check: &CheckId) -> Option<Health> {
         let m = self.engine.machine(check)?;
         let tally = self.engine.verdict(check).map_or_else(
             || "tally=pending".to_owned(),
@@ -538,15 +723,17 @@ impl Node {
             },
         );
         let q = self.engine.book().membership();
-        Some((
-            m.state(),
-            format!(
-                "{check} since_ms={} quorum={}/{} {tally}",
+        Some(Health {
+            decision: m.decision(),
+            basis: m.basis(),
+            detail: format!(
+                "{check} decision={} since_ms={} quorum={}/{} {tally}",
+                m.basis().as_str(),
                 m.since().0,
                 q.quorum(),
                 q.len()
             ),
-        ))
+        })
     }
 
     /// Latest accepted ballot of every member, wire-encoded (for `GET /v1/ballots`).
@@ -698,7 +885,8 @@ impl Node {
         Some(CheckStatus {
             id: c.id.to_string(),
             kind: c.probe.kind().to_owned(),
-            decision: m.state().as_str().to_owned(),
+            decision: m.decision().map_or("undecided", State::as_str).to_owned(),
+            basis: m.basis().as_str().to_owned(),
             since_ms: m.since().0,
             transitions: m.transitions(),
             pending_rounds: m.pending_rounds(),
@@ -980,9 +1168,15 @@ key_file = "/nonexistent"
         // fall_after = 2: the early ballot counted the next round, its tick only confirms it,
         // and the round after decides.
         node.round(T0.plus(1_000), &key);
-        assert_eq!(node.health(&app()).expect("check").0, State::Healthy);
+        assert_eq!(
+            node.health(&app()).expect("check").decision,
+            Some(State::Healthy)
+        );
         node.round(T0.plus(2_000), &key);
-        assert_eq!(node.health(&app()).expect("check").0, State::Unhealthy);
+        assert_eq!(
+            node.health(&app()).expect("check").decision,
+            Some(State::Unhealthy)
+        );
     }
 
     #[test]
@@ -1048,9 +1242,12 @@ key_file = "/nonexistent"
             transitions.push(node.round(now, &key).1.len());
         }
         assert_eq!(transitions, [0, 1, 0], "fall_after = 2 rounds, then hold");
-        let (state, line) = node.health(&app()).expect("known check");
-        assert_eq!(state, State::Unhealthy);
-        assert!(line.contains("quorum=1/1"), "{line}");
+        let h = node.health(&app()).expect("known check");
+        assert_eq!(
+            (h.decision, h.basis),
+            (Some(State::Unhealthy), Basis::Decided)
+        );
+        assert!(h.detail.contains("quorum=1/1"), "{}", h.detail);
         let status = node.status(T0.plus(2_000));
         assert_eq!(status.checks[0].decision, "unhealthy");
         assert_eq!(status.checks[0].transitions, 1);

@@ -12,6 +12,7 @@ pub const ABSTAINING: &str = "quorumgate_abstaining";
 pub const PEER_PUSH: &str = "quorumgate_peer_push_total";
 pub const PEER_PULL: &str = "quorumgate_peer_pull_total";
 pub const AUDIT_ERRORS: &str = "quorumgate_audit_errors_total";
+pub const DECISIONS_WRITE_ERRORS: &str = "quorumgate_decisions_write_errors_total";
 pub const BUILD_INFO: &str = "quorumgate_build_info";
 pub const REPLICATION_LAG: &str = "quorumgate_replication_lag_seconds";
 pub const GATE_CHANGES: &str = "quorumgate_gate_changes_total";
@@ -74,7 +75,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     crate::route53::describe_metrics();
     crate::drill::describe_metrics();
     metrics::describe_counter!(BALLOTS_REJECTED, "Ballots rejected on receipt, by reason");
-    metrics::describe_gauge!(DECISION, "Decided state per check: 1 healthy, 0 unhealthy");
+    metrics::describe_gauge!(
+        DECISION,
+        "Decided state per check: 1 healthy, 0 unhealthy; absent while undecided (a restarted agent before its first quorum verdict)"
+    );
     metrics::describe_gauge!(
         VERDICT,
         "Last tally per check: 1 for the current outcome label, 0 otherwise"
@@ -110,6 +114,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "Ballot catch-up pulls from peers, by peer and result"
     );
     metrics::describe_counter!(AUDIT_ERRORS, "Audit records that could not be persisted");
+    metrics::describe_counter!(
+        DECISIONS_WRITE_ERRORS,
+        "Failed writes of the decisions file (restart safety); retried after the next round"
+    );
     metrics::describe_gauge!(
         REPLICATION_LAG,
         "Replication lag measured by this agent's replication_lag probe (now - newest heartbeat), by check"
