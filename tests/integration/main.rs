@@ -14,6 +14,7 @@ mod deploy;
 mod load;
 mod packaging;
 mod rds;
+mod restart;
 mod route53;
 mod systemd;
 mod votes;
