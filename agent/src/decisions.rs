@@ -27,7 +27,9 @@
 //! portable form is `quorum::portable_certificate`). Each ballot carries every check's
 //! observation, so the certificates of one round share their ballots: each is stored once.
 //! Every restored certificate is re-verified against the configured members' keys; a check
-//! whose certificate does not verify starts undecided. A file that cannot be read or parsed,
+//! whose certificate does not verify starts undecided. Not against the config digest: a
+//! decision survives a change of the shared config (it is still the quorum's last word, and
+//! during a rolling change the new digest has no quorum yet), a change of members' keys not. A file that cannot be read or parsed,
 //! or of another format or version, is logged and counts as "no decision" for every check.
 
 use std::collections::{BTreeMap, HashMap};

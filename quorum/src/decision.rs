@@ -780,9 +780,10 @@ mod tests {
             })
         };
         type Round = (Outcome, bool, Option<State>, Basis, Option<(State, State)>);
+        type Row = (&'static str, Start, (u32, u32, u64), Vec<Round>);
         let down = Some((State::Healthy, State::Unhealthy));
         let up = Some((State::Unhealthy, State::Healthy));
-        let table: Vec<(&str, Start, (u32, u32, u64), Vec<Round>)> = vec![
+        let table: Vec<Row> = vec![
             (
                 "undecided: no quorum and uncertified verdicts leave it undecided, the first \
                  quorum verdict is its state at once (fall_after does not apply)",
