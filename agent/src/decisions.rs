@@ -41,8 +41,8 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use quorum::{
-    certificate_parts, portable_certificate, verify_certificate, AgentId, CheckId, Membership,
-    Outcome, Restored, Start, State, UnixMillis,
+    certificate_parts, portable_certificate, verify_certificate, AgentId, Ballot, CheckId,
+    Membership, Outcome, Restored, SignedBallot, Start, State, Status, UnixMillis,
 };
 use serde::{Deserialize, Serialize};
 
@@ -195,10 +195,41 @@ pub fn restore(
         Err(e) => (Source::Unreadable, BTreeMap::new(), vec![e.to_string()]),
     };
     let mut decisions = BTreeMap::new();
+    // The checks one round decided share their ballots: verify each set of ballots once
+    // (signatures, members, quorum, one instant), then only each check's votes.
+    let mut verified: HashMap<Vec<*const u8>, Vec<Ballot>> = HashMap::new();
     for (check, d) in candidates {
+        let key: Vec<*const u8> = d.ballots.iter().map(|b| b.as_ptr()).collect();
+        if let Some(ballots) = verified.get(&key) {
+            let claimed = match d.state {
+                State::Healthy => Status::Healthy,
+                State::Unhealthy => Status::Unhealthy,
+            };
+            if ballots
+                .iter()
+                .all(|b| b.observation(&check).map(|o| o.status) == Some(claimed))
+            {
+                decisions.insert(check, d);
+            } else {
+                problems.push(format!(
+                    "{check}: the certificate's ballots do not all say {}",
+                    d.state.as_str()
+                ));
+            }
+            continue;
+        }
         let bytes = d.certificate(&check);
         match verify_certificate(&bytes, membership, None, skew_ms) {
             Ok(v) if v.check == check && v.outcome == outcome_of(d.state) => {
+                let ballots = d
+                    .ballots
+                    .iter()
+                    .map(|w| SignedBallot::from_wire(w).and_then(|s| s.decode_unverified()))
+                    .collect::<Result<Vec<_>, _>>();
+                // They decoded a moment ago inside verify_certificate; if not, no cache.
+                if let Ok(ballots) = ballots {
+                    verified.insert(key, ballots);
+                }
                 decisions.insert(check, d);
             }
             Ok(v) => problems.push(format!(
@@ -390,6 +421,11 @@ mod tests {
 
     /// One member (Q = 1), check `app` with fall_after = rise_after = 2 and a 1 s hold-down.
     fn solo() -> (Arc<Config>, SigningKey) {
+        solo_with("")
+    }
+
+    /// [`solo`] with `extra` shared TOML (more checks).
+    fn solo_with(extra: &str) -> (Arc<Config>, SigningKey) {
         let key = SigningKey::from_bytes(&[9; 32]);
         let toml = format!(
             r#"[cluster]
@@ -412,6 +448,7 @@ rise_after = 2
 hold_down = "1s"
 [checks.http]
 url = "http://127.0.0.1:1/healthz"
+{extra}
 [local]
 agent_id = "solo"
 key_file = "/nonexistent"
@@ -631,6 +668,34 @@ key_file = "/nonexistent"
             let node = Node::restored(Arc::clone(&cfg), T0, r);
             assert_eq!(answer(&node), (None, Basis::Undecided), "{name}");
         }
+    }
+
+    #[test]
+    fn checks_sharing_ballots_are_verified_each_for_its_own_vote() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = "[[checks]]\nid = \"web\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n[checks.http]\nurl = \"http://127.0.0.1:1/\"\n";
+        let (cfg, key) = solo_with(web);
+        let mut node = Node::new(Arc::clone(&cfg), T0);
+        node.set_decisions_dir(dir.path().to_owned());
+        node.record_check(app(), &outcome(true), T0);
+        node.record_check(CheckId::new("web").unwrap(), &outcome(true), T0);
+        node.round(T0, &key);
+        let mut f = read_file(dir.path());
+        assert_eq!(
+            f["ballots"].as_array().map(Vec::len),
+            Some(1),
+            "one ballot for both"
+        );
+        assert_eq!(f["checks"]["web"]["ballots"], serde_json::json!([0]));
+        let r = restore_from(dir.path(), &[], &cfg);
+        assert_eq!((r.decisions.len(), r.problems.len()), (2, 0));
+        // The same ballot does not say web is Unhealthy: only web loses its decision.
+        f["checks"]["web"]["state"] = "unhealthy".into();
+        std::fs::write(dir.path().join(FILE_NAME), serde_json::to_vec(&f).unwrap()).unwrap();
+        let r = restore_from(dir.path(), &[], &cfg);
+        assert_eq!(r.decisions.keys().collect::<Vec<_>>(), [&app()]);
+        assert_eq!(r.start(&CheckId::new("web").unwrap()), Start::Undecided);
+        assert!(r.problems[0].starts_with("web: "), "{:?}", r.problems);
     }
 
     #[test]
