@@ -573,6 +573,15 @@ key_file = "/nonexistent"
             ),
             ("undecided", "undecided")
         );
+        let text = crate::cli::render_status(&status);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("app "))
+            .expect("check row");
+        assert!(
+            row.contains("UNDECIDED") && row.contains(" undecided "),
+            "{text}"
+        );
         // No quorum yet (no probe result: an abstention): still undecided.
         node.round(T0, &key);
         assert_eq!(answer(&node), (None, Basis::Undecided));
