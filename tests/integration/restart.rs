@@ -32,20 +32,21 @@ struct Seen {
     refused: u32,
     /// Every answer: status code and body, in order.
     answers: Vec<(u16, String)>,
-    /// How many answers came before `/readyz` first said 200 (the first round is done).
-    before_ready: Option<usize>,
+    /// How many of the first answers came before the process's first round: each was
+    /// followed by a `/readyz` that still said "not ready" (ready is set by the first round).
+    pre_round: usize,
+    /// Whether `/readyz` said 200.
+    ready: bool,
 }
 
 impl Seen {
-    /// Answers given before the process's first round: no tally yet.
+    /// Answers given before the process's first round.
     fn pre_round(&self) -> impl Iterator<Item = &(u16, String)> {
-        self.answers
-            .iter()
-            .filter(|(_, body)| body.contains("tally=pending"))
+        self.answers.iter().take(self.pre_round)
     }
 
     fn after_ready(&self) -> usize {
-        self.answers.len() - self.before_ready.unwrap_or(self.answers.len())
+        self.answers.len() - self.pre_round
     }
 }
 
@@ -75,14 +76,25 @@ fn poll(c: &TestCluster, i: usize, attempts: Arc<AtomicU32>) -> JoinHandle<Seen>
         let end = Instant::now() + LIMIT;
         let mut ready_at: Option<Instant> = None;
         while Instant::now() < end {
-            match get(&health, &tls).await {
-                Some(answer) => seen.answers.push(answer),
-                None => seen.refused += 1,
-            }
+            let answered = match get(&health, &tls).await {
+                Some(answer) => {
+                    seen.answers.push(answer);
+                    true
+                }
+                None => {
+                    seen.refused += 1;
+                    false
+                }
+            };
             attempts.fetch_add(1, Ordering::SeqCst);
-            if ready_at.is_none() && get(&readyz, &tls).await.is_some_and(|(c, _)| c == 200) {
-                ready_at = Some(Instant::now());
-                seen.before_ready = Some(seen.answers.len());
+            if ready_at.is_none() {
+                if get(&readyz, &tls).await.is_some_and(|(c, _)| c == 200) {
+                    ready_at = Some(Instant::now());
+                    seen.ready = true;
+                } else if answered {
+                    // Not ready after this answer, so not ready when it was given.
+                    seen.pre_round = seen.answers.len();
+                }
             }
             if ready_at.is_some_and(|r| r.elapsed() >= settle) && seen.after_ready() >= 5 {
                 break;
@@ -118,15 +130,15 @@ async fn spawn_watched(c: &mut TestCluster) -> Vec<Seen> {
 fn assert_watched(c: &TestCluster, seen: &[Seen], what: &str) {
     for (i, s) in seen.iter().enumerate() {
         let summary = format!(
-            "{what}, agent {i}: refused {}, answers {}, before ready {:?}, pre-round {}\n{}",
+            "{what}, agent {i}: refused {}, answers {}, pre-round {}, ready {}\n{}",
             s.refused,
             s.answers.len(),
-            s.before_ready,
-            s.pre_round().count(),
+            s.pre_round,
+            s.ready,
             c.logs()
         );
         assert!(s.refused > 0, "polling began after the listener: {summary}");
-        assert!(s.before_ready.is_some(), "never ready: {summary}");
+        assert!(s.ready, "never ready: {summary}");
         assert!(
             s.pre_round().count() > 0,
             "no answer before the first round: {summary}"
@@ -175,9 +187,11 @@ async fn a_cluster_restarted_during_an_outage_never_answers_healthy() {
                 );
                 assert!(body.starts_with("UNHEALTHY "), "{what}, agent {i}: {body}");
             }
+            // Before its first round an agent answers the restored decision (or, once a
+            // quorum verdict came in, this run's decision), never initial nor UNDECIDED.
             for (_, body) in s.pre_round() {
                 assert!(
-                    body.contains("decision=restored"),
+                    body.contains("decision=restored") || body.contains("decision=decided"),
                     "{what}, agent {i}: {body}"
                 );
             }
@@ -208,9 +222,15 @@ async fn a_brand_new_cluster_starts_from_initial() {
         // the quorum has seen the app down for fall_after rounds.
         for (code, body) in s.pre_round() {
             assert_eq!(*code, 200, "agent {i}: {body}");
-            assert!(body.contains("decision=initial"), "agent {i}: {body}");
+            assert!(!body.contains("UNDECIDED"), "agent {i}: {body}");
         }
     }
+    let initial = seen
+        .iter()
+        .flat_map(Seen::pre_round)
+        .filter(|(_, body)| body.contains("decision=initial"))
+        .count();
+    assert!(initial > 0, "no answer named the initial state: {seen:?}");
     c.wait_until(LIMIT, "all three decided UNHEALTHY", || {
         decided(&c, "unhealthy")
     })
