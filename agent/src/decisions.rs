@@ -686,8 +686,8 @@ key_file = "/nonexistent"
         let (cfg, key) = solo_with(web);
         let mut node = Node::new(Arc::clone(&cfg), T0);
         node.set_decisions_dir(dir.path().to_owned());
-        node.record_check(app(), &outcome(true), T0);
-        node.record_check(CheckId::new("web").unwrap(), &outcome(true), T0);
+        node.record_check(app(), &outcome(true), T0, false);
+        node.record_check(CheckId::new("web").unwrap(), &outcome(true), T0, false);
         node.round(T0, &key);
         let mut f = read_file(dir.path());
         assert_eq!(
