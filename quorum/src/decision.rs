@@ -918,6 +918,24 @@ mod tests {
             ),
             (Some(State::Healthy), at(6_000), 0, None)
         );
+        // A verdict tallied between rounds settles an undecided machine just the same (it is
+        // a quorum verdict with its certificate); the round's own verdict then agrees.
+        let mut m = DecisionMachine::undecided(api(), DecisionPolicy::default(), at(5_000));
+        assert!(m.step_early(at(5_500), &verdict(U, 5_500)).is_none());
+        assert_eq!(
+            (m.decision(), m.basis()),
+            (Some(State::Unhealthy), Basis::Decided)
+        );
+        assert!(m.step(at(6_000), &verdict(U, 6_000)).is_none());
+        assert_eq!((m.decision(), m.transitions()), (Some(State::Unhealthy), 0));
+        let mut m = DecisionMachine::restored(api(), DecisionPolicy::default(), r);
+        assert!(m.step_early(at(5_500), &verdict(N, 5_500)).is_none());
+        assert_eq!(m.basis(), Basis::Restored, "no quorum: still restored");
+        assert!(m.step_early(at(5_600), &verdict(H, 5_600)).is_none());
+        assert_eq!(
+            (m.decision(), m.basis()),
+            (Some(State::Unhealthy), Basis::Decided)
+        );
         assert_eq!(
             [
                 Basis::Initial,
