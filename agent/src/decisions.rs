@@ -36,7 +36,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -186,7 +187,17 @@ pub fn restore(
 ) -> Restore {
     let path = state_dir.join(FILE_NAME);
     let (source, candidates, mut problems) = match read(&path) {
-        Ok(Some(candidates)) => (Source::File, candidates, Vec::new()),
+        Ok(Some(mut candidates)) => {
+            // The file is written once per round; every change is in the audit log first.
+            // A change newer than the file's entry (the agent stopped before writing) wins.
+            let (journal, problems) = from_history(history);
+            for (check, d) in journal {
+                if candidates.get(&check).is_none_or(|f| d.since > f.since) {
+                    candidates.insert(check, d);
+                }
+            }
+            (Source::File, candidates, problems)
+        }
         Ok(None) if history.is_empty() => return Restore::brand_new(),
         Ok(None) => {
             let (candidates, problems) = from_history(history);
@@ -404,6 +415,87 @@ pub fn save(
     Ok(())
 }
 
+/// Writes the decisions file on a thread of its own, so neither the node lock nor a runtime
+/// worker ever waits for the disk: [`submit`](Self::submit) hands over a snapshot, the newest
+/// one wins, and each is written with [`save`]. Every change a snapshot carries is already in
+/// the audit log (written under the node lock), and [`restore`] takes the newer of the two.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    shared: Arc<(Mutex<WriterState>, Condvar)>,
+}
+
+#[derive(Debug, Default)]
+struct WriterState {
+    next: Option<(UnixMillis, BTreeMap<CheckId, Decision>)>,
+    busy: bool,
+}
+
+impl Writer {
+    /// Starts the writer thread for `state_dir`; it ends when the last `Writer` is dropped
+    /// and nothing is left to write.
+    #[must_use]
+    pub fn start(state_dir: PathBuf, agent: AgentId) -> Self {
+        let shared = Arc::new((Mutex::new(WriterState::default()), Condvar::new()));
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("decisions-writer".to_owned())
+            .spawn(move || loop {
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                let (lock, cv) = &*shared;
+                let job = {
+                    let mut st = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    st.busy = false;
+                    cv.notify_all();
+                    let (st, _) = cv
+                        .wait_timeout_while(st, Duration::from_millis(500), |st| {
+                            st.next.is_none()
+                        })
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut st = st;
+                    let job = st.next.take();
+                    st.busy = job.is_some();
+                    job
+                };
+                drop(shared);
+                if let Some((now, decisions)) = job {
+                    if let Err(e) = save(&state_dir, &agent, now, &decisions) {
+                        metrics::counter!(crate::telemetry::DECISIONS_WRITE_ERRORS).increment(1);
+                        tracing::error!(error = %e, "could not persist the decisions; the audit log still holds every change");
+                    }
+                }
+            })
+            .map_or_else(
+                |e| tracing::error!(error = %e, "cannot start the decisions writer; decisions are not persisted"),
+                |_| {},
+            );
+        Self { shared }
+    }
+
+    /// Hands over the latest decisions; an older snapshot not yet written is dropped.
+    pub fn submit(&self, now: UnixMillis, decisions: BTreeMap<CheckId, Decision>) {
+        let (lock, cv) = &*self.shared;
+        let mut st = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.next = Some((now, decisions));
+        cv.notify_all();
+    }
+
+    /// Waits (at most `limit`) until everything submitted is on disk; whether it is.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let (lock, cv) = &*self.shared;
+        let st = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (st, _) = cv
+            .wait_timeout_while(st, limit, |st| st.next.is_some() || st.busy)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.next.is_none() && !st.busy
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -493,6 +585,15 @@ key_file = "/nonexistent"
         (h.decision, h.basis)
     }
 
+    /// The file as the writer thread left it once idle.
+    fn on_disk(node: &Node, dir: &Path) -> serde_json::Value {
+        assert!(
+            node.wait_decisions_written(Duration::from_secs(10)),
+            "writer busy"
+        );
+        read_file(dir)
+    }
+
     fn read_file(dir: &Path) -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(dir.join(FILE_NAME)).expect("file")).expect("json")
     }
@@ -511,16 +612,21 @@ key_file = "/nonexistent"
         // A quorum verdict that disagrees with Healthy: decided, no certificate for Healthy,
         // so nothing is written yet.
         assert_eq!(answer(&node), (Some(State::Healthy), Basis::Decided));
+        assert!(node.wait_decisions_written(Duration::from_secs(10)));
         assert!(!dir.path().join(FILE_NAME).exists());
         rounds(&mut node, &key, false, 1, 2);
         assert_eq!(answer(&node).0, Some(State::Unhealthy));
-        let written = read_file(dir.path());
+        let written = on_disk(&node, dir.path());
         assert_eq!(written["version"], 1);
         assert_eq!(written["checks"]["app"]["state"], "unhealthy");
         assert_eq!(written["checks"]["app"]["last_transition_ms"], T0.0 + 1_000);
         // Rounds that change nothing do not write.
         rounds(&mut node, &key, false, 2, 6);
-        assert_eq!(read_file(dir.path()), written, "rewritten without a change");
+        assert_eq!(
+            on_disk(&node, dir.path()),
+            written,
+            "rewritten without a change"
+        );
 
         let r = restore_from(dir.path(), &[], &cfg);
         assert_eq!((r.source, r.problems.len()), (Source::File, 0));
@@ -546,7 +652,10 @@ key_file = "/nonexistent"
             node.round(now, &key);
             assert_eq!(answer(&node), (Some(want), Basis::Decided), "at {ms} ms");
         }
-        assert_eq!(read_file(dir.path())["checks"]["app"]["state"], "healthy");
+        assert_eq!(
+            on_disk(&node, dir.path())["checks"]["app"]["state"],
+            "healthy"
+        );
     }
 
     #[test]
@@ -588,7 +697,10 @@ key_file = "/nonexistent"
         // The first quorum verdict is the state at once, although fall_after = 2.
         rounds(&mut node, &key, false, 1, 2);
         assert_eq!(answer(&node), (Some(State::Unhealthy), Basis::Decided));
-        assert_eq!(read_file(dir.path())["checks"]["app"]["state"], "unhealthy");
+        assert_eq!(
+            on_disk(&node, dir.path())["checks"]["app"]["state"],
+            "unhealthy"
+        );
         // The first decision is audited (with its certificate), so the log alone could
         // restore it; and the log still verifies.
         let (_, history) =
@@ -621,10 +733,11 @@ key_file = "/nonexistent"
         let mut node = Node::new(Arc::clone(&cfg), T0);
         node.set_decisions_dir(dir.path().to_owned());
         rounds(&mut node, &key, true, 0, 1);
+        assert!(node.wait_decisions_written(Duration::from_secs(10)));
         let good = std::fs::read(dir.path().join(FILE_NAME)).expect("first decision written");
         assert_eq!(restore_from(dir.path(), &[], &cfg).decisions.len(), 1);
 
-        let mut tampered = read_file(dir.path());
+        let mut tampered = on_disk(&node, dir.path());
         let ballot = tampered["ballots"][0].as_str().unwrap().to_owned();
         let mut bytes = STANDARD.decode(ballot).unwrap();
         let last = bytes.len() - 1;
@@ -689,7 +802,7 @@ key_file = "/nonexistent"
         node.record_check(app(), &outcome(true), T0, false);
         node.record_check(CheckId::new("web").unwrap(), &outcome(true), T0, false);
         node.round(T0, &key);
-        let mut f = read_file(dir.path());
+        let mut f = on_disk(&node, dir.path());
         assert_eq!(
             f["ballots"].as_array().map(Vec::len),
             Some(1),

@@ -104,16 +104,16 @@ pub struct Node {
 /// The node's side of the decisions file.
 #[derive(Debug, Default)]
 struct Persisted {
-    /// Where to write it (the state dir); `None`: keep it in memory only.
-    dir: Option<PathBuf>,
+    /// Writes it in the state dir; `None`: keep it in memory only.
+    writer: Option<decisions::Writer>,
     decisions: BTreeMap<CheckId, Decision>,
     /// Checks whose decided state is not in `decisions` yet (every check not restored, and
     /// any check that just made a transition).
     pending: BTreeSet<CheckId>,
     /// Checks that started undecided and have had no quorum verdict yet.
     undecided: BTreeSet<CheckId>,
-    /// The last write failed: write again after the next round.
-    retry: bool,
+    /// `decisions` holds changes not yet handed to the writer (at the next round's evaluation).
+    unsaved: bool,
     /// The wire bytes of ballots in `decisions`, so the checks one round decided share one copy.
     wires: BTreeMap<(AgentId, u64), Arc<[u8]>>,
 }
@@ -204,7 +204,17 @@ impl Node {
 
     /// Writes the decisions file in `state_dir` from now on (see [`crate::decisions`]).
     pub fn set_decisions_dir(&mut self, state_dir: PathBuf) {
-        self.persisted.dir = Some(state_dir);
+        let agent = self.cfg.local.agent_id.clone();
+        self.persisted.writer = Some(decisions::Writer::start(state_dir, agent));
+    }
+
+    /// Waits (at most `limit`) until the decisions submitted so far are written; whether they
+    /// are (true without a decisions dir).
+    pub fn wait_decisions_written(&self, limit: std::time::Duration) -> bool {
+        self.persisted
+            .writer
+            .as_ref()
+            .is_none_or(|w| w.wait_idle(limit))
     }
 
     #[must_use]
@@ -532,16 +542,18 @@ impl Node {
                 "decision changed"
             );
         }
-        self.persist_decisions(now, transitions);
+        self.persist_decisions(now, transitions, all);
     }
 
-    /// Restart safety: audits each undecided check's first verdict, and writes the decisions
-    /// file when a check made a transition or got its first decided state with an agreeing
-    /// certificate — one write per evaluation at most, none in one without such a change.
-    /// Called with the node lock held, so no health answer reflects a state before it is on
-    /// disk. A failed write is logged and counted and retried after the next round; it does
-    /// not stop the answers (that would override the quorum).
-    fn persist_decisions(&mut self, now: UnixMillis, transitions: &[Transition]) {
+    /// Restart safety: audits each undecided check's first verdict, and records a check's
+    /// decision when it made a transition or got its first decided state with an agreeing
+    /// certificate. The file is written at the round's evaluation (`round`) when something
+    /// changed — once per round at most, however many checks and early evaluations — while
+    /// each change is already in the audit log (a transition or `decided` record, written
+    /// under this lock), which the restore reconciles with the file. The writer thread does
+    /// the disk I/O: neither this lock nor the runtime waits for it; a failed write is logged
+    /// and counted and does not stop the answers (that would override the quorum).
+    fn persist_decisions(&mut self, now: UnixMillis, transitions: &[Transition], round: bool) {
         let settled: Vec<CheckId> = self
             .persisted
             .undecided
@@ -560,17 +572,13 @@ impl Node {
         let p = &mut self.persisted;
         p.pending
             .extend(transitions.iter().map(|t| t.check.clone()));
-        let mut changed = p.retry;
         let mut done = Vec::new();
         for check in &p.pending {
             let Some(m) = self.engine.machine(check) else {
                 done.push(check.clone());
                 continue;
             };
-            let want = match m.state() {
-                State::Healthy => Outcome::Healthy,
-                State::Unhealthy => Outcome::Unhealthy,
-            };
+            let want = outcome_of(m.state());
             let cert = self
                 .engine
                 .verdict(check)
@@ -599,26 +607,42 @@ impl Node {
             };
             p.decisions.insert(check.clone(), decision);
             done.push(check.clone());
-            changed = true;
+            p.unsaved = true;
         }
         for check in done {
             p.pending.remove(&check);
         }
-        if !changed {
+        if !(round && p.unsaved) {
             return;
+        }
+        // Every decision the current tally still proves takes the current certificate, so
+        // the file holds about one round's ballots instead of one set per moment of decision.
+        for (check, d) in &mut p.decisions {
+            let cert = self
+                .engine
+                .verdict(check)
+                .and_then(|v| v.certificate.as_ref())
+                .filter(|c| c.outcome == outcome_of(d.state));
+            if let Some(cert) = cert {
+                d.ballots = cert
+                    .ballots
+                    .iter()
+                    .map(|b| {
+                        let key = (b.ballot.agent().clone(), b.ballot.seq());
+                        Arc::clone(
+                            p.wires
+                                .entry(key)
+                                .or_insert_with(|| Arc::from(b.signed.to_wire())),
+                        )
+                    })
+                    .collect();
+            }
         }
         // Forget the wire bytes no decision refers to any more.
         p.wires.retain(|_, w| Arc::strong_count(w) > 1);
-        let Some(dir) = &p.dir else {
-            return;
-        };
-        match decisions::save(dir, &self.cfg.local.agent_id, now, &p.decisions) {
-            Ok(()) => p.retry = false,
-            Err(e) => {
-                p.retry = true;
-                metrics::counter!(t::DECISIONS_WRITE_ERRORS).increment(1);
-                tracing::error!(error = %e, "could not persist the decisions; retrying after the next round");
-            }
+        p.unsaved = false;
+        if let Some(w) = &p.writer {
+            w.submit(now, p.decisions.clone());
         }
     }
 
@@ -924,6 +948,13 @@ fn drilled(o: &Observation, d: &DrillVote) -> Observation {
     v.status = Status::Unhealthy;
     v.reason = Reason::from_static("drill");
     v
+}
+
+fn outcome_of(s: State) -> Outcome {
+    match s {
+        State::Healthy => Outcome::Healthy,
+        State::Unhealthy => Outcome::Unhealthy,
+    }
 }
 
 fn state_gauge(s: State) -> f64 {
