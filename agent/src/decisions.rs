@@ -11,11 +11,15 @@
 //! `transition`/`decided` record of each check is restored and every other check starts
 //! undecided. Only a state dir with neither (a brand-new install) starts in `initial`.
 //!
-//! **When it is written.** Atomically (temp file, fsync, rename, fsync of the directory),
-//! under the node lock before any health answer reflects the change: when a check's decision
-//! changes (a transition) and when a check is first decided after start — once per round at
-//! most, whatever the number of checks, and never in a round where nothing of that kind
-//! happened.
+//! **When it is written.** Atomically (temp file, fsync, rename, fsync of the directory), by
+//! a [`Writer`] thread, so neither the node lock nor the runtime waits for the disk: at a
+//! round's evaluation, when since the last one a check's decision changed (a transition) or a
+//! check was first decided after start — once per round at most, whatever the number of
+//! checks, and never after a round without such a change. Each change is first in the audit
+//! log (a `transition` or `decided` record, fsynced under the node lock before any answer
+//! reflects it), and [`restore`] lets a record newer than the file's entry win, so an agent
+//! stopped between the two restores the newer decision. Each decision the current tally still
+//! proves is stored with the current certificate, so the file holds about one round's ballots.
 //!
 //! **Format**, version 1 (JSON):
 //! ```text
@@ -724,6 +728,39 @@ key_file = "/nonexistent"
                 last_transition: None,
             })
         );
+    }
+
+    #[test]
+    fn a_change_in_the_audit_log_newer_than_the_file_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, key) = solo();
+        let audit_path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&audit_path, AgentId::new("solo").unwrap()).unwrap();
+        let mut node = Node::new(Arc::clone(&cfg), T0);
+        node.set_decisions_dir(dir.path().to_owned());
+        node.set_audit(Arc::new(std::sync::Mutex::new(log)));
+        rounds(&mut node, &key, false, 0, 2);
+        let unhealthy = on_disk(&node, dir.path());
+        assert_eq!(unhealthy["checks"]["app"]["state"], "unhealthy");
+        rounds(&mut node, &key, true, 2, 5);
+        assert_eq!(
+            on_disk(&node, dir.path())["checks"]["app"]["state"],
+            "healthy"
+        );
+        // Stopped after the audit record of the rise but before the file caught up.
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            serde_json::to_vec(&unhealthy).unwrap(),
+        )
+        .unwrap();
+        let (_, history) =
+            AuditLog::open_with_history(&audit_path, AgentId::new("solo").unwrap()).unwrap();
+        let r = restore_from(dir.path(), &history, &cfg);
+        assert_eq!((r.source, r.problems.len()), (Source::File, 0));
+        assert_eq!(r.decisions[&app()].state, State::Healthy);
+        // Without the audit record the file's older decision is all there is.
+        let r = restore_from(dir.path(), &[], &cfg);
+        assert_eq!(r.decisions[&app()].state, State::Unhealthy);
     }
 
     #[test]

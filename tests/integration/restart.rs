@@ -171,9 +171,14 @@ async fn a_cluster_restarted_during_an_outage_never_answers_healthy() {
         decided(&c, "unhealthy")
     })
     .await;
-    for a in &c.written.agents {
-        assert!(a.state_dir.join("decisions.json").exists(), "{}", a.id);
-    }
+    // Written by each agent's writer thread right after the round that decided.
+    c.wait_until(LIMIT, "every agent's decisions.json", || async {
+        c.written
+            .agents
+            .iter()
+            .all(|a| a.state_dir.join("decisions.json").exists())
+    })
+    .await;
 
     for (what, graceful) in [("SIGTERM", true), ("SIGKILL", false)] {
         c.stop_all(graceful).await;
@@ -235,7 +240,12 @@ async fn a_brand_new_cluster_starts_from_initial() {
         decided(&c, "unhealthy")
     })
     .await;
-    for a in &c.written.agents {
-        assert!(a.state_dir.join("decisions.json").exists(), "{}", a.id);
-    }
+    // Written by each agent's writer thread right after the round that decided.
+    c.wait_until(LIMIT, "every agent's decisions.json", || async {
+        c.written
+            .agents
+            .iter()
+            .all(|a| a.state_dir.join("decisions.json").exists())
+    })
+    .await;
 }
