@@ -395,8 +395,8 @@ pub fn render_status(s: &Status) -> String {
     }
     let _ = writeln!(
         o,
-        "\n{:<20} {:<10} {:<12} {:<22} VOTES",
-        "CHECK", "DECISION", "SINCE", "TALLY (h/u/a)"
+        "\n{:<20} {:<10} {:<10} {:<12} {:<22} VOTES",
+        "CHECK", "DECISION", "BASIS", "SINCE", "TALLY (h/u/a)"
     );
     for c in &s.checks {
         let tally = c.tally.as_ref().map_or_else(
@@ -408,9 +408,10 @@ pub fn render_status(s: &Status) -> String {
             .iter()
             .map(|(agent, ob)| format!("{agent}={}:{}", ob.status, ob.reason))
             .collect();
+        let basis = if c.basis.is_empty() { "-" } else { &c.basis };
         let _ = writeln!(
             o,
-            "{:<20} {:<10} {:<12} {tally:<22} {}",
+            "{:<20} {:<10} {basis:<10} {:<12} {tally:<22} {}",
             c.id,
             c.decision.to_uppercase(),
             ago(s.now_ms, c.since_ms),

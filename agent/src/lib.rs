@@ -18,6 +18,7 @@ pub mod aws;
 pub mod bundle;
 pub mod cli;
 pub mod clock;
+pub mod decisions;
 pub mod demo;
 pub mod devcluster;
 pub mod drill;

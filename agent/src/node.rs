@@ -3,18 +3,20 @@
 //! `Node` is synchronous and owns no sockets; the main loop and the HTTP handlers share it
 //! behind a mutex and never hold the lock across an await.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use config::Config;
 use quorum::{
-    Accepted, AgentId, Ballot, BookConfig, CheckId, DecisionMachine, Engine, Observation, Reason,
-    Rejection, SignedBallot, SigningKey, State, Status, Transition, UnixMillis,
+    Accepted, AgentId, Ballot, Basis, BookConfig, CheckId, DecisionMachine, Engine, Observation,
+    Outcome, Reason, Rejection, SignedBallot, SigningKey, State, Status, Transition, UnixMillis,
 };
 
 use crate::audit::{self, SharedAudit};
+use crate::decisions::{self, Decision, Restore};
 use crate::drill::{DrillBoard, DrillVote};
 use crate::local_resource;
 use crate::probe::ProbeOutcome;
@@ -99,6 +101,8 @@ pub struct Node {
     /// Each check's decision and verdict gauges, in `engine.machines()` order (the engine's
     /// checks are fixed when it is built), so a round updates them without a registry lookup.
     gauges: Vec<CheckGauges>,
+    /// Restart safety: what the decisions file holds (or will hold), see [`crate::decisions`].
+    persisted: Persisted,
 }
 
 /// The outcome labels of `quorumgate_verdict`.
@@ -106,34 +110,101 @@ const OUTCOMES: [&str; 3] = ["healthy", "unhealthy", "no_quorum"];
 
 #[derive(Debug)]
 struct CheckGauges {
-    decision: Gauge,
+    /// Registered once the check is decided: an undecided check (a restarted agent before its
+    /// first quorum verdict) must not read as either state.
+    decision: Option<Gauge>,
     /// One per [`OUTCOMES`] label; registered at the check's first tally, as before.
     verdict: Option<[Gauge; 3]>,
 }
 
 impl CheckGauges {
     fn new(m: &DecisionMachine) -> Self {
-        let decision = checks::global().decision(m.check().as_str());
-        decision.set(state_gauge(m.state()));
-        Self {
-            decision,
+        let mut g = Self {
+            decision: None,
             verdict: None,
+        };
+        g.set_decision(m);
+        g
+    }
+
+    fn set_decision(&mut self, m: &DecisionMachine) {
+        if let Some(state) = m.decision() {
+            self.decision
+                .get_or_insert_with(|| checks::global().decision(m.check().as_str()))
+                .set(state_gauge(state));
         }
     }
 }
 
+/// The node's side of the decisions file.
+#[derive(Debug, Default)]
+struct Persisted {
+    /// Writes it in the state dir; `None`: keep it in memory only.
+    writer: Option<decisions::Writer>,
+    decisions: BTreeMap<CheckId, Decision>,
+    /// Checks whose decided state is not in `decisions` yet (every check not restored, and
+    /// any check that just made a transition).
+    pending: BTreeSet<CheckId>,
+    /// Checks that started undecided and have had no quorum verdict yet.
+    undecided: BTreeSet<CheckId>,
+    /// `decisions` holds changes not yet handed to the writer (at the next round's evaluation).
+    unsaved: bool,
+    /// The wire bytes of ballots in `decisions`, so the checks one round decided share one copy.
+    wires: BTreeMap<(AgentId, u64), Arc<[u8]>>,
+}
+
+/// What `/v1/health/{check}` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// `None`: undecided (a restarted agent before its first quorum verdict).
+    pub decision: Option<State>,
+    pub basis: Basis,
+    /// One line for the response body.
+    pub detail: String,
+}
+
 impl Node {
+    /// A node of a brand-new install: every check in its configured `initial` state.
     #[must_use]
     pub fn new(cfg: Arc<Config>, now: UnixMillis) -> Self {
+        Self::restored(cfg, now, Restore::brand_new())
+    }
+
+    /// A node after a restart: each check restored, undecided, or (brand-new install only)
+    /// in its `initial` state, as `restore` says.
+    #[must_use]
+    pub fn restored(cfg: Arc<Config>, now: UnixMillis, restore: Restore) -> Self {
         let shared = &cfg.shared;
         let book = BookConfig {
             max_ballot_bytes: shared.cluster.max_ballot_bytes,
             max_clock_skew_ms: shared.cluster.max_clock_skew_ms,
             config_digest: cfg.digest,
         };
-        let checks = shared.checks.iter().map(|c| (c.id.clone(), c.policy));
-        let engine = Engine::new(shared.membership.clone(), book, checks, now);
+        let checks = shared
+            .checks
+            .iter()
+            .map(|c| (c.id.clone(), c.policy, restore.start(&c.id)));
+        let engine = Engine::restore(shared.membership.clone(), book, checks, now);
         let gauges = engine.machines().map(CheckGauges::new).collect();
+        let mut persisted = Persisted::default();
+        for m in engine.machines() {
+            let check = m.check().clone();
+            match m.basis() {
+                Basis::Restored => {}
+                Basis::Undecided => {
+                    persisted.undecided.insert(check.clone());
+                    persisted.pending.insert(check);
+                }
+                Basis::Initial | Basis::Decided => {
+                    persisted.pending.insert(check);
+                }
+            }
+        }
+        persisted.decisions = restore
+            .decisions
+            .into_iter()
+            .filter(|(c, _)| engine.machine(c).is_some())
+            .collect();
         let check_index = shared
             .checks
             .iter()
@@ -160,7 +231,23 @@ impl Node {
             last_round_at: None,
             drills: None,
             gauges,
+            persisted,
         }
+    }
+
+    /// Writes the decisions file in `state_dir` from now on (see [`crate::decisions`]).
+    pub fn set_decisions_dir(&mut self, state_dir: PathBuf) {
+        let agent = self.cfg.local.agent_id.clone();
+        self.persisted.writer = Some(decisions::Writer::start(state_dir, agent));
+    }
+
+    /// Waits (at most `limit`) until the decisions submitted so far are written; whether they
+    /// are (true without a decisions dir).
+    pub fn wait_decisions_written(&self, limit: std::time::Duration) -> bool {
+        self.persisted
+            .writer
+            .as_ref()
+            .is_none_or(|w| w.wait_idle(limit))
     }
 
     #[must_use]
@@ -374,7 +461,7 @@ impl Node {
     pub fn round(&mut self, now: UnixMillis, key: &SigningKey) -> (Arc<Vec<u8>>, Vec<Transition>) {
         let wire = self.sign_ballot(now, key);
         let transitions = self.engine.evaluate(now);
-        self.after_evaluate(now, &transitions);
+        self.after_evaluate(now, &transitions, true);
         self.rounds += 1;
         self.ready = true;
         self.last_round_at = Some(now);
@@ -398,7 +485,7 @@ impl Node {
     pub fn publish(&mut self, now: UnixMillis, key: &SigningKey) -> Arc<Vec<u8>> {
         let wire = self.sign_ballot(now, key);
         let transitions = self.engine.evaluate_early(now);
-        self.after_evaluate(now, &transitions);
+        self.after_evaluate(now, &transitions, false);
         metrics::counter!(t::EARLY_BALLOTS).increment(1);
         wire
     }
@@ -415,7 +502,7 @@ impl Node {
         let result = self.receive(now, wire, source);
         if matches!(result, Ok(Accepted::New(_))) && self.ready {
             let transitions = self.engine.evaluate_early(now);
-            self.after_evaluate(now, &transitions);
+            self.after_evaluate(now, &transitions, false);
         }
         result
     }
@@ -456,10 +543,11 @@ impl Node {
     }
 
     /// Audits, logs and counts `transitions`, and refreshes every check's gauges (atomics:
-    /// cheap enough for every evaluation, early ones included).
-    fn after_evaluate(&mut self, now: UnixMillis, transitions: &[Transition]) {
+    /// cheap enough for every evaluation, early ones included). `round`: a round's own
+    /// evaluation, when the decisions file is brought up to date (see `persist_decisions`).
+    fn after_evaluate(&mut self, now: UnixMillis, transitions: &[Transition], round: bool) {
         for (m, g) in self.engine.machines().zip(self.gauges.iter_mut()) {
-            g.decision.set(state_gauge(m.state()));
+            g.set_decision(m);
             if let Some(v) = self.engine.verdict(m.check()) {
                 let verdict = g.verdict.get_or_insert_with(|| {
                     OUTCOMES.map(|o| checks::global().verdict(m.check().as_str(), o))
@@ -484,6 +572,135 @@ impl Node {
                 voters = %tr.certificate.agents().map(AgentId::as_str).collect::<Vec<_>>().join(","),
                 "decision changed"
             );
+        }
+        self.persist_decisions(now, transitions, round);
+    }
+
+    /// Restart safety: audits each undecided check's first verdict, and records a check's
+    /// decision when it made a transition or got its first decided state with an agreeing
+    /// certificate. The file is written at the round's evaluation (`round`) when something
+    /// changed — once per round at most, however many checks and early evaluations — while
+    /// each change is already in the audit log (a transition or `decided` record, written
+    /// under this lock), which the restore reconciles with the file. The writer thread does
+    /// the disk I/O: neither this lock nor the runtime waits for it; a failed write is logged
+    /// and counted and does not stop the answers (that would override the quorum).
+    fn persist_decisions(&mut self, now: UnixMillis, transitions: &[Transition], round: bool) {
+        let settled: Vec<CheckId> = self
+            .persisted
+            .undecided
+            .iter()
+            .filter(|c| {
+                self.engine
+                    .machine(c)
+                    .is_some_and(|m| m.decision().is_some())
+            })
+            .cloned()
+            .collect();
+        for check in settled {
+            self.persisted.undecided.remove(&check);
+            self.audit_decided(now, &check);
+        }
+        let p = &mut self.persisted;
+        p.pending
+            .extend(transitions.iter().map(|t| t.check.clone()));
+        let mut done = Vec::new();
+        for check in &p.pending {
+            let Some(m) = self.engine.machine(check) else {
+                done.push(check.clone());
+                continue;
+            };
+            let want = outcome_of(m.state());
+            let cert = self
+                .engine
+                .verdict(check)
+                .and_then(|v| v.certificate.as_ref())
+                .filter(|c| c.outcome == want);
+            let (Basis::Decided, Some(cert)) = (m.basis(), cert) else {
+                continue;
+            };
+            let ballots = cert
+                .ballots
+                .iter()
+                .map(|b| {
+                    let key = (b.ballot.agent().clone(), b.ballot.seq());
+                    Arc::clone(
+                        p.wires
+                            .entry(key)
+                            .or_insert_with(|| Arc::from(b.signed.to_wire())),
+                    )
+                })
+                .collect();
+            let decision = Decision {
+                state: m.state(),
+                since: m.since(),
+                last_transition: m.last_transition(),
+                ballots,
+            };
+            p.decisions.insert(check.clone(), decision);
+            done.push(check.clone());
+            p.unsaved = true;
+        }
+        for check in done {
+            p.pending.remove(&check);
+        }
+        if !(round && p.unsaved) {
+            return;
+        }
+        // Every decision the current tally still proves takes the current certificate, so
+        // the file holds about one round's ballots instead of one set per moment of decision.
+        for (check, d) in &mut p.decisions {
+            let cert = self
+                .engine
+                .verdict(check)
+                .and_then(|v| v.certificate.as_ref())
+                .filter(|c| c.outcome == outcome_of(d.state));
+            if let Some(cert) = cert {
+                d.ballots = cert
+                    .ballots
+                    .iter()
+                    .map(|b| {
+                        let key = (b.ballot.agent().clone(), b.ballot.seq());
+                        Arc::clone(
+                            p.wires
+                                .entry(key)
+                                .or_insert_with(|| Arc::from(b.signed.to_wire())),
+                        )
+                    })
+                    .collect();
+            }
+        }
+        // Forget the wire bytes no decision refers to any more.
+        p.wires.retain(|_, w| Arc::strong_count(w) > 1);
+        p.unsaved = false;
+        if let Some(w) = &p.writer {
+            w.submit(now, p.decisions.clone());
+        }
+    }
+
+    /// Appends a `decided` record: an undecided check's first quorum verdict (its health
+    /// answer changes from UNDECIDED). Like a transition, it carries its certificate.
+    fn audit_decided(&mut self, now: UnixMillis, check: &CheckId) {
+        let (Some(log), Some(m)) = (self.audit.as_ref(), self.engine.machine(check)) else {
+            return;
+        };
+        let Some(cert) = self
+            .engine
+            .verdict(check)
+            .and_then(|v| v.certificate.as_ref())
+        else {
+            return;
+        };
+        let body = serde_json::json!({
+            "check": check.as_str(),
+            "from": "undecided",
+            "to": m.state().as_str(),
+            "certificate": STANDARD.encode(cert.to_bytes()),
+            "certificate_sha256": cert.digest_hex(),
+        });
+        tracing::info!(check = %check, to = m.state().as_str(), certificate = %cert.digest_hex(), "undecided check decided");
+        if let Err(e) = audit::append_shared(log, now, "decided", body) {
+            metrics::counter!(t::AUDIT_ERRORS).increment(1);
+            tracing::error!(error = %e, check = %check, "could not persist the first decision to the audit log");
         }
     }
 
@@ -543,9 +760,10 @@ impl Node {
         self.last_rejection = Some(format!("{reason}: {detail}"));
     }
 
-    /// The decided state of `check`, with a one-line explanation for the health endpoint.
+    /// What `/v1/health/{check}` answers: the decided state (`None` while undecided) and a
+    /// one-line explanation. `None` for an unknown check.
     #[must_use]
-    pub fn health(&self, check: &CheckId) -> Option<(State, String)> {
+    pub fn health(&self, check: &CheckId) -> Option<Health> {
         let m = self.engine.machine(check)?;
         let tally = self.engine.verdict(check).map_or_else(
             || "tally=pending".to_owned(),
@@ -560,15 +778,17 @@ impl Node {
             },
         );
         let q = self.engine.book().membership();
-        Some((
-            m.state(),
-            format!(
-                "{check} since_ms={} quorum={}/{} {tally}",
+        Some(Health {
+            decision: m.decision(),
+            basis: m.basis(),
+            detail: format!(
+                "{check} decision={} since_ms={} quorum={}/{} {tally}",
+                m.basis().as_str(),
                 m.since().0,
                 q.quorum(),
                 q.len()
             ),
-        ))
+        })
     }
 
     /// Latest accepted ballot of every member, wire-encoded (for `GET /v1/ballots`).
@@ -720,7 +940,8 @@ impl Node {
         Some(CheckStatus {
             id: c.id.to_string(),
             kind: c.probe.kind().to_owned(),
-            decision: m.state().as_str().to_owned(),
+            decision: m.decision().map_or("undecided", State::as_str).to_owned(),
+            basis: m.basis().as_str().to_owned(),
             since_ms: m.since().0,
             transitions: m.transitions(),
             pending_rounds: m.pending_rounds(),
@@ -758,6 +979,13 @@ fn drilled(o: &Observation, d: &DrillVote) -> Observation {
     v.status = Status::Unhealthy;
     v.reason = Reason::from_static("drill");
     v
+}
+
+fn outcome_of(s: State) -> Outcome {
+    match s {
+        State::Healthy => Outcome::Healthy,
+        State::Unhealthy => Outcome::Unhealthy,
+    }
 }
 
 fn state_gauge(s: State) -> f64 {
@@ -1002,9 +1230,15 @@ key_file = "/nonexistent"
         // fall_after = 2: the early ballot counted the next round, its tick only confirms it,
         // and the round after decides.
         node.round(T0.plus(1_000), &key);
-        assert_eq!(node.health(&app()).expect("check").0, State::Healthy);
+        assert_eq!(
+            node.health(&app()).expect("check").decision,
+            Some(State::Healthy)
+        );
         node.round(T0.plus(2_000), &key);
-        assert_eq!(node.health(&app()).expect("check").0, State::Unhealthy);
+        assert_eq!(
+            node.health(&app()).expect("check").decision,
+            Some(State::Unhealthy)
+        );
     }
 
     #[test]
@@ -1070,9 +1304,12 @@ key_file = "/nonexistent"
             transitions.push(node.round(now, &key).1.len());
         }
         assert_eq!(transitions, [0, 1, 0], "fall_after = 2 rounds, then hold");
-        let (state, line) = node.health(&app()).expect("known check");
-        assert_eq!(state, State::Unhealthy);
-        assert!(line.contains("quorum=1/1"), "{line}");
+        let h = node.health(&app()).expect("known check");
+        assert_eq!(
+            (h.decision, h.basis),
+            (Some(State::Unhealthy), Basis::Decided)
+        );
+        assert!(h.detail.contains("quorum=1/1"), "{}", h.detail);
         let status = node.status(T0.plus(2_000));
         assert_eq!(status.checks[0].decision, "unhealthy");
         assert_eq!(status.checks[0].transitions, 1);

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, AuditLog};
 use crate::clock::SharedClock;
+use crate::decisions;
 use crate::exchange::Exchange;
 use crate::gates::promote::{Promoter, SdkPromoter};
 use crate::gates::{DriverOptions, GateDriver};
@@ -108,7 +109,20 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "config_digest": cfg.digest.to_hex() }),
     )?;
     let audit = Arc::new(Mutex::new(audit));
-    let mut node = Node::new(Arc::clone(&cfg), clock.now());
+    // Restart safety: answer what the quorum last decided, or UNDECIDED — never `initial`
+    // unless this state dir has never seen a run.
+    let restore = decisions::restore(
+        &local.state_dir,
+        &history,
+        &cfg.shared.membership,
+        cfg.shared.cluster.max_clock_skew_ms,
+    );
+    for problem in &restore.problems {
+        tracing::error!(%problem, "decision not restored; the check starts undecided");
+    }
+    tracing::info!(source = ?restore.source, restored = restore.decisions.len(), "decisions restored");
+    let mut node = Node::restored(Arc::clone(&cfg), clock.now(), restore);
+    node.set_decisions_dir(local.state_dir.clone());
     node.set_audit(Arc::clone(&audit));
     let gates = gate_driver(&cfg, Arc::clone(&audit), Arc::clone(&clock)).await?;
     if let Some(g) = &gates {

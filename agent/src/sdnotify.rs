@@ -278,7 +278,7 @@ fn round_status(node: &Node, live: &BTreeMap<AgentId, bool>) -> String {
     let cfg = node.config();
     let (mut healthy, mut unhealthy) = (0, 0);
     for check in &cfg.shared.checks {
-        match node.health(&check.id).map(|(s, _)| s) {
+        match node.health(&check.id).and_then(|h| h.decision) {
             Some(State::Healthy) => healthy += 1,
             Some(State::Unhealthy) => unhealthy += 1,
             None => {}

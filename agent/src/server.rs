@@ -374,13 +374,21 @@ fn health(ctx: &ServerCtx, check: &str) -> Response<Body> {
     let Ok(check) = CheckId::new(check) else {
         return text(StatusCode::NOT_FOUND, "UNKNOWN check\n".to_owned());
     };
-    match lock(ctx).health(&check) {
-        Some((State::Healthy, why)) => text(StatusCode::OK, format!("HEALTHY {why}\n")),
-        Some((State::Unhealthy, why)) => text(
+    let Some(h) = lock(ctx).health(&check) else {
+        return text(StatusCode::NOT_FOUND, format!("UNKNOWN check {check}\n"));
+    };
+    match h.decision {
+        Some(State::Healthy) => text(StatusCode::OK, format!("HEALTHY {}\n", h.detail)),
+        Some(State::Unhealthy) => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("UNHEALTHY {why}\n"),
+            format!("UNHEALTHY {}\n", h.detail),
         ),
-        None => text(StatusCode::NOT_FOUND, format!("UNKNOWN check {check}\n")),
+        // A restarted agent that knows no decision must not move traffic: 503 is the side
+        // on which Route 53 fails open when every agent says it (ARCHITECTURE.md).
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("UNDECIDED {}\n", h.detail),
+        ),
     }
 }
 

@@ -118,8 +118,14 @@ pub struct BallotSummary {
 pub struct CheckStatus {
     pub id: String,
     pub kind: String,
-    /// `healthy` or `unhealthy`: what `/v1/health/{check}` answers.
+    /// `healthy`, `unhealthy` or `undecided` (answered 503 `UNDECIDED`): what
+    /// `/v1/health/{check}` answers.
     pub decision: String,
+    /// Where the decision comes from: `decided` (a quorum verdict of this run), `restored`
+    /// (persisted by an earlier run, not yet confirmed), `undecided` (none known since a
+    /// restart), or `initial` (a brand-new install's configured state). Empty from older agents.
+    #[serde(default)]
+    pub basis: String,
     pub since_ms: u64,
     pub transitions: u64,
     pub pending_rounds: u32,

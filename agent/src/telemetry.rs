@@ -13,6 +13,7 @@ pub const ABSTAINING: &str = "quorumgate_abstaining";
 pub const PEER_PUSH: &str = "quorumgate_peer_push_total";
 pub const PEER_PULL: &str = "quorumgate_peer_pull_total";
 pub const AUDIT_ERRORS: &str = "quorumgate_audit_errors_total";
+pub const DECISIONS_WRITE_ERRORS: &str = "quorumgate_decisions_write_errors_total";
 pub const BUILD_INFO: &str = "quorumgate_build_info";
 pub const GATE_CHANGES: &str = "quorumgate_gate_changes_total";
 pub const GATE_HOLD: &str = "quorumgate_gate_hold";
@@ -112,6 +113,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "Ballot catch-up pulls from peers, by peer and result"
     );
     metrics::describe_counter!(AUDIT_ERRORS, "Audit records that could not be persisted");
+    metrics::describe_counter!(
+        DECISIONS_WRITE_ERRORS,
+        "Failed writes of the decisions file (restart safety); retried after the next round"
+    );
     metrics::describe_gauge!(
         BUILD_INFO,
         "1, labelled with this agent's version and config digest"

@@ -13,6 +13,13 @@
 //! verdict can only advance a streak or complete a transition; whether the streak was
 //! continuous is still judged by the round's own evaluation, which follows: if that verdict
 //! disagrees, the streak is broken as usual.
+//!
+//! # Restarts
+//! A machine also knows where its state comes from ([`Basis`]). A restarted agent builds it
+//! with [`DecisionMachine::restored`] (the state an earlier run decided) or
+//! [`DecisionMachine::undecided`] (no state at all); only a brand-new install starts in the
+//! configured `initial` state. Until the first quorum verdict of this run, the agent answers
+//! from that basis, and an undecided machine answers nothing (see [`DecisionMachine::decision`]).
 
 use crate::ids::CheckId;
 use crate::tally::{Certificate, Outcome, Verdict};
@@ -33,6 +40,53 @@ impl State {
             State::Unhealthy => "unhealthy",
         }
     }
+}
+
+/// Where a machine's state comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Basis {
+    /// The configured `initial` state: nothing was ever decided (a brand-new install).
+    Initial,
+    /// The state an earlier run of this agent decided, not yet confirmed by this run's quorum.
+    Restored,
+    /// No state: the agent ran before but has no decision for this check. It must not be
+    /// answered (or counted) as either state until a quorum verdict arrives.
+    Undecided,
+    /// This run has seen a quorum verdict (Healthy or Unhealthy, with its certificate).
+    Decided,
+}
+
+impl Basis {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Initial => "initial",
+            Basis::Restored => "restored",
+            Basis::Undecided => "undecided",
+            Basis::Decided => "decided",
+        }
+    }
+}
+
+/// A decision persisted by an earlier run, handed to [`DecisionMachine::restored`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restored {
+    pub state: State,
+    /// When that state began.
+    pub since: UnixMillis,
+    /// The last transition the earlier run made, so the hold-down carries across the restart.
+    pub last_transition: Option<UnixMillis>,
+}
+
+/// How a machine starts: what a restarted agent knows about a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// In the policy's `initial` state: a brand-new install, nothing ever decided.
+    Initial,
+    /// In the state an earlier run decided.
+    Restored(Restored),
+    /// With no state: the agent ran before but holds no decision for this check.
+    Undecided,
 }
 
 /// How long a verdict must hold before the machine follows it.
@@ -99,6 +153,7 @@ pub struct DecisionMachine {
     transitions: u64,
     streak: Option<Streak>,
     last_outcome: Option<Outcome>,
+    basis: Basis,
 }
 
 impl DecisionMachine {
@@ -114,6 +169,44 @@ impl DecisionMachine {
             transitions: 0,
             streak: None,
             last_outcome: None,
+            basis: Basis::Initial,
+        }
+    }
+
+    /// A machine in the state an earlier run decided (`restored`), with that run's last
+    /// transition so the hold-down still applies. It continues with the normal fall/rise.
+    #[must_use]
+    pub fn restored(check: CheckId, policy: DecisionPolicy, restored: Restored) -> Self {
+        Self {
+            state: restored.state,
+            since: restored.since,
+            last_transition: restored.last_transition,
+            basis: Basis::Restored,
+            ..Self::new(check, policy, restored.since)
+        }
+    }
+
+    /// A machine started as `start` says (at `now` unless restored).
+    #[must_use]
+    pub fn start(check: CheckId, policy: DecisionPolicy, start: Start, now: UnixMillis) -> Self {
+        match start {
+            Start::Initial => Self::new(check, policy, now),
+            Start::Restored(r) => Self::restored(check, policy, r),
+            Start::Undecided => Self::undecided(check, policy, now),
+        }
+    }
+
+    /// A machine with no state since `now`: [`decision`](Self::decision) is `None` until the
+    /// first quorum verdict, which it then takes as its state at once (there is no earlier
+    /// state to apply hysteresis against).
+    #[must_use]
+    pub fn undecided(check: CheckId, policy: DecisionPolicy, now: UnixMillis) -> Self {
+        Self {
+            // Never answered while undecided; Unhealthy only so a reader that ignores
+            // `decision()` errs toward 503 rather than toward sending traffic.
+            state: State::Unhealthy,
+            basis: Basis::Undecided,
+            ..Self::new(check, policy, now)
         }
     }
 
@@ -121,9 +214,20 @@ impl DecisionMachine {
     pub fn check(&self) -> &CheckId {
         &self.check
     }
+    /// The state. Meaningless while [`basis`](Self::basis) is `Undecided`: use
+    /// [`decision`](Self::decision) wherever an undecided check can be met.
     #[must_use]
     pub fn state(&self) -> State {
         self.state
+    }
+    /// The state, or `None` while undecided.
+    #[must_use]
+    pub fn decision(&self) -> Option<State> {
+        (self.basis != Basis::Undecided).then_some(self.state)
+    }
+    #[must_use]
+    pub fn basis(&self) -> Basis {
+        self.basis
     }
     /// When the current state began (start-up time for the initial state).
     #[must_use]
@@ -170,6 +274,9 @@ impl DecisionMachine {
 
     fn advance(&mut self, now: UnixMillis, verdict: &Verdict, early: bool) -> Option<Transition> {
         if verdict.check != self.check {
+            return None;
+        }
+        if self.settle(now, verdict) {
             return None;
         }
         self.last_outcome = Some(verdict.outcome);
@@ -233,6 +340,36 @@ impl DecisionMachine {
             rounds: streak.rounds,
             certificate: certificate.clone(),
         })
+    }
+
+    /// Restart safety, before the hysteresis of [`step`](Self::step): the first quorum verdict
+    /// (an outcome with its certificate) of this run makes the basis `Decided`. An undecided
+    /// machine takes that verdict as its state at once — not a transition, as there was no
+    /// state to leave — and until then consumes every verdict. Returns whether it consumed
+    /// `verdict` (then `step` does nothing more).
+    fn settle(&mut self, now: UnixMillis, verdict: &Verdict) -> bool {
+        let quorum = match verdict.outcome {
+            Outcome::Healthy => Some(State::Healthy),
+            Outcome::Unhealthy => Some(State::Unhealthy),
+            Outcome::NoQuorum => None,
+        }
+        .filter(|_| verdict.certificate.is_some());
+        match (self.basis, quorum) {
+            (Basis::Decided, _) | (Basis::Initial | Basis::Restored, None) => false,
+            (Basis::Initial | Basis::Restored, Some(_)) => {
+                self.basis = Basis::Decided;
+                false
+            }
+            (Basis::Undecided, quorum) => {
+                self.last_outcome = Some(verdict.outcome);
+                if let Some(state) = quorum {
+                    self.state = state;
+                    self.since = now;
+                    self.basis = Basis::Decided;
+                }
+                true
+            }
+        }
     }
 }
 
@@ -623,5 +760,191 @@ mod tests {
             .step_early(at(2_000), &verdict(U, 2_000))
             .expect("2 s held");
         assert_eq!(t.at, at(2_000));
+    }
+
+    /// Restart safety, table-style: how each start answers before and after the first quorum
+    /// verdict. Each row: start, policy (fall, rise, hold-down), then per round `(outcome,
+    /// certified, expected decision, expected basis, expected transition)`; rounds are 1 s
+    /// apart from `at(10_000)`.
+    #[test]
+    fn restart_starts_table() {
+        use Basis::{Decided as Dd, Initial as In, Restored as Rs, Undecided as Ud};
+        const HL: Option<State> = Some(State::Healthy);
+        const UL: Option<State> = Some(State::Unhealthy);
+        const NONE: Option<State> = None;
+        let restored = |state, last_transition: Option<u64>| {
+            Start::Restored(Restored {
+                state,
+                since: at(1_000),
+                last_transition: last_transition.map(at),
+            })
+        };
+        type Round = (Outcome, bool, Option<State>, Basis, Option<(State, State)>);
+        type Row = (&'static str, Start, (u32, u32, u64), Vec<Round>);
+        let down = Some((State::Healthy, State::Unhealthy));
+        let up = Some((State::Unhealthy, State::Healthy));
+        let table: Vec<Row> = vec![
+            (
+                "undecided: no quorum and uncertified verdicts leave it undecided, the first \
+                 quorum verdict is its state at once (fall_after does not apply)",
+                Start::Undecided,
+                (3, 3, 0),
+                vec![
+                    (N, false, NONE, Ud, None),
+                    (U, false, NONE, Ud, None),
+                    (N, false, NONE, Ud, None),
+                    (U, true, UL, Dd, None),
+                    (U, true, UL, Dd, None),
+                ],
+            ),
+            (
+                "undecided: Healthy at once too, then normal hysteresis",
+                Start::Undecided,
+                (2, 5, 0),
+                vec![
+                    (H, true, HL, Dd, None),
+                    (U, true, HL, Dd, None),
+                    (U, true, UL, Dd, down),
+                ],
+            ),
+            (
+                "restored Unhealthy holds through no quorum and needs rise_after to rise",
+                restored(State::Unhealthy, None),
+                (2, 3, 0),
+                vec![
+                    (N, false, UL, Rs, None),
+                    (H, true, UL, Dd, None),
+                    (H, true, UL, Dd, None),
+                    (H, true, HL, Dd, up),
+                ],
+            ),
+            (
+                "restored Unhealthy confirmed by an agreeing verdict",
+                restored(State::Unhealthy, None),
+                (1, 1, 0),
+                vec![(U, true, UL, Dd, None), (N, false, UL, Dd, None)],
+            ),
+            (
+                "restored: the earlier run's hold-down still applies (transition at 9 s, \
+                 30 s hold-down: no rise before 39 s)",
+                restored(State::Unhealthy, Some(9_000)),
+                (1, 1, 30_000),
+                vec![
+                    (H, true, UL, Dd, None),
+                    (H, true, UL, Dd, None),
+                    (H, true, UL, Dd, None),
+                ],
+            ),
+            (
+                "initial (brand-new install): Healthy until fall_after, like before",
+                Start::Initial,
+                (2, 2, 0),
+                vec![
+                    (N, false, HL, In, None),
+                    (U, true, HL, Dd, None),
+                    (U, true, UL, Dd, down),
+                ],
+            ),
+        ];
+        for (name, start, (fall, rise, hold), rounds) in table {
+            let p = policy(After::Rounds(fall), After::Rounds(rise), hold);
+            let mut m = DecisionMachine::start(api(), p, start, at(10_000));
+            let before = if matches!(start, Start::Undecided) {
+                NONE
+            } else {
+                Some(m.state())
+            };
+            assert_eq!(m.decision(), before, "{name}: before any round");
+            for (i, (outcome, certified, decision, basis, transition)) in
+                rounds.into_iter().enumerate()
+            {
+                let ms = 10_000 + 1_000 * i as u64;
+                let mut v = verdict(outcome, ms);
+                if !certified {
+                    v.certificate = None;
+                }
+                let t = m.step(at(ms), &v).map(|t| (t.from, t.to));
+                assert_eq!(
+                    (m.decision(), m.basis(), t),
+                    (decision, basis, transition),
+                    "{name}: round {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn restored_and_undecided_machines_report_their_start() {
+        let r = Restored {
+            state: State::Unhealthy,
+            since: at(1_000),
+            last_transition: Some(at(1_000)),
+        };
+        let m = DecisionMachine::start(
+            api(),
+            DecisionPolicy::default(),
+            Start::Restored(r),
+            at(5_000),
+        );
+        assert_eq!(
+            (
+                m.decision(),
+                m.basis(),
+                m.since(),
+                m.last_transition(),
+                m.transitions()
+            ),
+            (
+                Some(State::Unhealthy),
+                Basis::Restored,
+                at(1_000),
+                Some(at(1_000)),
+                0
+            )
+        );
+        // Undecided: no decision, whatever `initial` says, and settling is not a transition.
+        let mut m = DecisionMachine::undecided(api(), DecisionPolicy::default(), at(5_000));
+        assert_eq!(
+            (m.decision(), m.basis(), m.since()),
+            (None, Basis::Undecided, at(5_000))
+        );
+        assert!(m.step(at(6_000), &verdict(H, 6_000)).is_none());
+        assert_eq!(
+            (
+                m.decision(),
+                m.since(),
+                m.transitions(),
+                m.last_transition()
+            ),
+            (Some(State::Healthy), at(6_000), 0, None)
+        );
+        // A verdict tallied between rounds settles an undecided machine just the same (it is
+        // a quorum verdict with its certificate); the round's own verdict then agrees.
+        let mut m = DecisionMachine::undecided(api(), DecisionPolicy::default(), at(5_000));
+        assert!(m.step_early(at(5_500), &verdict(U, 5_500)).is_none());
+        assert_eq!(
+            (m.decision(), m.basis()),
+            (Some(State::Unhealthy), Basis::Decided)
+        );
+        assert!(m.step(at(6_000), &verdict(U, 6_000)).is_none());
+        assert_eq!((m.decision(), m.transitions()), (Some(State::Unhealthy), 0));
+        let mut m = DecisionMachine::restored(api(), DecisionPolicy::default(), r);
+        assert!(m.step_early(at(5_500), &verdict(N, 5_500)).is_none());
+        assert_eq!(m.basis(), Basis::Restored, "no quorum: still restored");
+        assert!(m.step_early(at(5_600), &verdict(H, 5_600)).is_none());
+        assert_eq!(
+            (m.decision(), m.basis()),
+            (Some(State::Unhealthy), Basis::Decided)
+        );
+        assert_eq!(
+            [
+                Basis::Initial,
+                Basis::Restored,
+                Basis::Undecided,
+                Basis::Decided
+            ]
+            .map(Basis::as_str),
+            ["initial", "restored", "undecided", "decided"]
+        );
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::book::{Accepted, BallotBook, BookConfig, Rejection};
-use crate::decision::{DecisionMachine, DecisionPolicy, Transition};
+use crate::decision::{DecisionMachine, DecisionPolicy, Start, Transition};
 use crate::ids::CheckId;
 use crate::membership::Membership;
 use crate::tally::{tally_all, Verdict};
@@ -30,10 +30,29 @@ impl Engine {
         checks: impl IntoIterator<Item = (CheckId, DecisionPolicy)>,
         now: UnixMillis,
     ) -> Self {
-        let unique: BTreeMap<CheckId, DecisionPolicy> = checks.into_iter().collect();
+        let checks = checks
+            .into_iter()
+            .map(|(id, policy)| (id, policy, Start::Initial));
+        Self::restore(membership, config, checks, now)
+    }
+
+    /// An engine after a restart: each check starts as its [`Start`] says — in the state an
+    /// earlier run decided, undecided, or (brand-new install) in its policy's initial state.
+    /// The caller reads what was persisted; the engine only takes it as arguments.
+    /// A check listed twice keeps its last entry.
+    pub fn restore(
+        membership: Membership,
+        config: BookConfig,
+        checks: impl IntoIterator<Item = (CheckId, DecisionPolicy, Start)>,
+        now: UnixMillis,
+    ) -> Self {
+        let unique: BTreeMap<CheckId, (DecisionPolicy, Start)> = checks
+            .into_iter()
+            .map(|(id, policy, start)| (id, (policy, start)))
+            .collect();
         let checks = unique
             .into_iter()
-            .map(|(id, policy)| (DecisionMachine::new(id, policy, now), None))
+            .map(|(id, (policy, start))| (DecisionMachine::start(id, policy, start, now), None))
             .collect();
         Self {
             book: BallotBook::new(membership, config),

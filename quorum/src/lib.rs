@@ -49,7 +49,9 @@ pub mod time;
 
 pub use ballot::{Ballot, BallotError, ConfigDigest};
 pub use book::{Accepted, BallotBook, BookConfig, Rejection, VerifiedBallot};
-pub use decision::{After, DecisionMachine, DecisionPolicy, State, Transition};
+pub use decision::{
+    After, Basis, DecisionMachine, DecisionPolicy, Restored, Start, State, Transition,
+};
 pub use engine::Engine;
 pub use gate::{
     evaluate, DesiredState, Evaluation, GateKind, GatePolicy, GateSpec, GateState, HoldReason,
@@ -64,7 +66,7 @@ pub use operator::{
 };
 pub use signed::{SignedBallot, SigningKey, VerifyingKey};
 pub use tally::{
-    tally, tally_all, verify_certificate, CertError, Certificate, Outcome, Verdict,
-    VerifiedCertificate,
+    certificate_parts, portable_certificate, tally, tally_all, verify_certificate, CertError,
+    Certificate, Outcome, Verdict, VerifiedCertificate,
 };
 pub use time::UnixMillis;

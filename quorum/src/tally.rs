@@ -170,24 +170,8 @@ impl Certificate {
     /// Portable form: `"QGC" version:u8 check:str8 outcome:u8 count:u16 (len:u32 signed_wire)*`.
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.bytes(CERT_MAGIC);
-        w.u8(crate::codec::BALLOT_VERSION);
-        let check = self.check.as_str().as_bytes();
-        w.u8(check.len() as u8); // CheckId is at most 64 bytes
-        w.bytes(check);
-        w.u8(match self.outcome {
-            Outcome::Healthy => 0,
-            Outcome::Unhealthy => 1,
-            Outcome::NoQuorum => 2,
-        });
-        w.u16(self.ballots.len() as u16); // at most Q ≤ 255 ballots
-        for b in &self.ballots {
-            let wire = b.signed.to_wire();
-            w.u32(wire.len() as u32); // bounded by MAX_BALLOT_BYTES
-            w.bytes(&wire);
-        }
-        w.buf
+        let wires: Vec<Vec<u8>> = self.ballots.iter().map(|b| b.signed.to_wire()).collect();
+        portable_certificate(&self.check, self.outcome, wires.iter().map(Vec::as_slice))
     }
 
     /// SHA-256 of [`to_bytes`](Self::to_bytes), hex: what logs and audit records cite.
@@ -201,6 +185,68 @@ impl Certificate {
     pub fn agents(&self) -> impl Iterator<Item = &AgentId> {
         self.ballots.iter().map(|b| b.ballot.agent())
     }
+}
+
+/// The portable form ([`Certificate::to_bytes`]) of a certificate from its parts: for a
+/// reader that kept only the ballots' wire bytes (the agent's decisions file stores each
+/// ballot once for all the checks it proves). Check it with [`verify_certificate`].
+#[must_use]
+pub fn portable_certificate<'a>(
+    check: &CheckId,
+    outcome: Outcome,
+    wires: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.bytes(CERT_MAGIC);
+    w.u8(crate::codec::BALLOT_VERSION);
+    let check = check.as_str().as_bytes();
+    w.u8(check.len() as u8); // CheckId is at most 64 bytes
+    w.bytes(check);
+    w.u8(match outcome {
+        Outcome::Healthy => 0,
+        Outcome::Unhealthy => 1,
+        Outcome::NoQuorum => 2,
+    });
+    let wires: Vec<&[u8]> = wires.into_iter().collect();
+    w.u16(wires.len() as u16); // at most Q ≤ 255 ballots
+    for wire in wires {
+        w.u32(wire.len() as u32); // bounded by MAX_BALLOT_BYTES
+        w.bytes(wire);
+    }
+    w.buf
+}
+
+/// The parts of a portable certificate — check, outcome and each ballot's wire bytes —
+/// *unverified*: only [`verify_certificate`] says whether they prove anything.
+pub fn certificate_parts(bytes: &[u8]) -> Result<(CheckId, Outcome, Vec<&[u8]>), DecodeError> {
+    let mut r = Reader::new(bytes);
+    r.magic(CERT_MAGIC, "certificate")?;
+    let len = usize::from(r.u8()?);
+    let check_str =
+        std::str::from_utf8(r.take(len)?).map_err(|_| DecodeError::NotUtf8 { field: "check" })?;
+    let check = CheckId::new(check_str).map_err(|source| DecodeError::BadId {
+        field: "check",
+        source,
+    })?;
+    let outcome = match r.u8()? {
+        0 => Outcome::Healthy,
+        1 => Outcome::Unhealthy,
+        2 => Outcome::NoQuorum,
+        value => {
+            return Err(DecodeError::BadEnum {
+                field: "outcome",
+                value,
+            })
+        }
+    };
+    let count = usize::from(r.u16()?);
+    let mut wires = Vec::new();
+    for _ in 0..count {
+        let len = r.u32()? as usize;
+        wires.push(r.take(len)?);
+    }
+    r.finish()?;
+    Ok((check, outcome, wires))
 }
 
 /// What a valid certificate proves.

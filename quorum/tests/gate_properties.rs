@@ -162,6 +162,9 @@ enum Step {
     },
     /// A health check's input is missing in the next round.
     Forget(Index),
+    /// A health check is undecided in the next round (a restarted agent before its first
+    /// quorum verdict).
+    Undecide(Index),
     /// A lag check reports a lag (or none).
     Lag(Index, Option<u64>),
     Advance(u64),
@@ -248,6 +251,7 @@ fn step() -> impl Strategy<Value = Step> {
         5 => (any::<Index>(), any::<bool>(), proof())
             .prop_map(|(check, healthy, proof)| Step::Decide { check, healthy, proof }),
         1 => any::<Index>().prop_map(Step::Forget),
+        1 => any::<Index>().prop_map(Step::Undecide),
         2 => (any::<Index>(), proptest::option::weighted(0.8, 0u64..30_000))
             .prop_map(|(i, lag)| Step::Lag(i, lag)),
         3 => prop_oneof![4 => 0u64..3_000, 1 => 3_000u64..90_000].prop_map(Step::Advance),
@@ -357,6 +361,8 @@ struct Sim {
     decisions: BTreeMap<String, (State, Proof)>,
     /// A health check whose input is missing in the next round.
     forgotten: Option<String>,
+    /// A health check that is undecided in the next round.
+    undecided: Option<String>,
     lags: BTreeMap<String, Option<u64>>,
     writes_fail: bool,
     seq: u64,
@@ -385,6 +391,7 @@ impl Sim {
                 .collect(),
             lags: LAGS.iter().map(|c| ((*c).to_owned(), Some(0))).collect(),
             forgotten: None,
+            undecided: None,
             writes_fail: false,
             seq: 0,
             history: Vec::new(),
@@ -425,6 +432,9 @@ impl Sim {
                 self.decisions.insert(c, (state, *proof));
             }
             Step::Forget(check) => self.forgotten = Some(check.get(&self.health_checks()).clone()),
+            Step::Undecide(check) => {
+                self.undecided = Some(check.get(&self.health_checks()).clone());
+            }
             Step::Lag(i, lag) => {
                 self.lags.insert(i.get(&LAGS).to_string(), *lag);
             }
@@ -595,6 +605,9 @@ impl Sim {
             };
             inputs.insert(cid(check), CheckInput::new(state, cert));
         }
+        if let Some(check) = &self.undecided {
+            inputs.insert_undecided(cid(check));
+        }
         for (check, lag) in &self.lags {
             let cert = CERTS[&(check.clone(), true)].clone();
             inputs.insert(
@@ -612,6 +625,7 @@ impl Sim {
             .decisions
             .get(check)
             .filter(|_| self.forgotten.as_deref() != Some(check))
+            .filter(|_| self.undecided.as_deref() != Some(check))
             .copied();
         let drilled = match self.spec.kind() {
             GateKind::Failover { primary, .. } => {
@@ -640,6 +654,15 @@ impl Sim {
         let again = evaluate(&self.spec, &self.state, &inputs, self.now);
         prop_assert_eq!(eval.code(), again.code(), "evaluation is not deterministic");
         *self.stats.codes.entry(eval.code()).or_default() += 1;
+        // An undecided target counts as neither state: only an operator's override may move.
+        if self.undecided.is_some() && self.pending_override().is_none() {
+            prop_assert!(
+                matches!(&eval, Evaluation::Hold(HoldReason::Undecided(_))),
+                "undecided {:?}: {:?}",
+                self.undecided,
+                eval.code()
+            );
+        }
         match &eval {
             Evaluation::Change(ch) => self.check_change(ch)?,
             Evaluation::Hold(h) => self.check_hold(h)?,
@@ -672,6 +695,7 @@ impl Sim {
         self.state.observe(&self.spec, &inputs, &eval, self.now);
         self.remember_lag();
         self.forgotten = None;
+        self.undecided = None;
         self.drill_finish()
     }
 
@@ -847,7 +871,7 @@ impl Sim {
     }
 
     fn check_hold(&self, h: &HoldReason) -> Result<(), TestCaseError> {
-        let complete = self.forgotten.is_none();
+        let complete = self.forgotten.is_none() && self.undecided.is_none();
         let manual = self.pending_override().is_some();
         if complete && !manual && self.all_down() {
             prop_assert_eq!(h, &HoldReason::FailOpen);

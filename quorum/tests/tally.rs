@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::{check, outsider_key, Cluster, Draft, DIGEST, OTHER_DIGEST, SKEW_MS, T0, VALID_MS};
 use quorum::{
-    tally, tally_all, verify_certificate, Accepted, CertError, Certificate, Outcome, Status,
-    UnixMillis, VerifiedBallot, VerifiedCertificate,
+    certificate_parts, portable_certificate, tally, tally_all, verify_certificate, Accepted,
+    CertError, Certificate, Outcome, Status, UnixMillis, VerifiedBallot, VerifiedCertificate,
 };
 
 /// The instant every table row is tallied at.
@@ -354,6 +354,29 @@ fn accepts_the_tallys_certificate_and_a_larger_one() {
     // No expected digest: any single digest is fine, and is reported.
     let any = verify_certificate(&f.cert.to_bytes(), &f.cluster.membership, None, SKEW_MS);
     assert_eq!(any.unwrap().config_digest, DIGEST);
+}
+
+#[test]
+fn a_certificate_splits_into_its_ballots_and_rebuilds_byte_for_byte() {
+    let f = fixture();
+    let bytes = f.cert.to_bytes();
+    let (check_id, outcome, wires) = certificate_parts(&bytes).unwrap();
+    assert_eq!(
+        (check_id.as_str(), outcome, wires.len()),
+        (CHECK, Outcome::Unhealthy, 3)
+    );
+    let expected: Vec<Vec<u8>> = f.cert.ballots.iter().map(|b| b.signed.to_wire()).collect();
+    assert_eq!(
+        wires,
+        expected.iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+    let rebuilt = portable_certificate(&check_id, outcome, wires.iter().copied());
+    assert_eq!(rebuilt, bytes);
+    assert!(f.verify(&rebuilt).is_ok());
+    // Any truncation is an error, never a panic or a shorter certificate.
+    for cut in 0..bytes.len() {
+        assert!(certificate_parts(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
 }
 
 #[test]

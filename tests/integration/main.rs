@@ -16,6 +16,7 @@ mod flood;
 mod load;
 mod packaging;
 mod rds;
+mod restart;
 mod route53;
 mod systemd;
 mod votes;

@@ -41,24 +41,8 @@ pub struct TestCluster {
 impl TestCluster {
     /// Three agents with short timings; `tweak` may adjust the spec before anything starts.
     pub async fn start(tweak: impl FnOnce(&mut Spec)) -> Self {
-        tls::install_crypto_provider();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let app = TargetApp::start().await.expect("target app");
-        let mut spec = Spec::three(dir.path(), app.url());
-        tweak(&mut spec);
-        let written = devcluster::write(&spec).expect("write cluster");
-        let children = written
-            .agents
-            .iter()
-            .map(|a| Some(spawn(&spec, a)))
-            .collect();
-        let cluster = Self {
-            app,
-            spec,
-            written,
-            children,
-            _dir: dir,
-        };
+        let mut cluster = Self::written(tweak).await;
+        cluster.spawn_stopped();
         for i in 0..cluster.len() {
             cluster
                 .wait_until(Duration::from_secs(20), &format!("agent {i} ready"), || {
@@ -67,6 +51,66 @@ impl TestCluster {
                 .await;
         }
         cluster
+    }
+
+    /// The app and the agents' configs (empty state dirs), with no agent running yet: start
+    /// them with [`spawn_stopped`](Self::spawn_stopped).
+    pub async fn written(tweak: impl FnOnce(&mut Spec)) -> Self {
+        tls::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = TargetApp::start().await.expect("target app");
+        let mut spec = Spec::three(dir.path(), app.url());
+        tweak(&mut spec);
+        let written = devcluster::write(&spec).expect("write cluster");
+        let children = written.agents.iter().map(|_| None).collect();
+        Self {
+            app,
+            spec,
+            written,
+            children,
+            _dir: dir,
+        }
+    }
+
+    /// Starts every agent that is not running, all at once, without waiting for them.
+    pub fn spawn_stopped(&mut self) {
+        for (i, a) in self.written.agents.iter().enumerate() {
+            if self.children[i].is_none() {
+                self.children[i] = Some(spawn(&self.spec, a));
+            }
+        }
+    }
+
+    /// Stops every running agent at once — SIGTERM (`graceful`, as systemd and the .deb's
+    /// restart do) or SIGKILL — and waits until each has exited.
+    pub async fn stop_all(&mut self, graceful: bool) {
+        for child in self.children.iter_mut().flatten() {
+            if graceful {
+                let pid = child.id().expect("running agent has a pid");
+                let ok = std::process::Command::new("sh")
+                    .args(["-c", "kill -TERM \"$1\"", "sh", &pid.to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "kill -TERM {pid} failed");
+            } else {
+                let _ = child.start_kill();
+            }
+        }
+        for (i, slot) in self.children.iter_mut().enumerate() {
+            if let Some(mut child) = slot.take() {
+                let exited = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+                assert!(exited.is_ok(), "agent {i} did not exit within 20 s");
+            }
+        }
+    }
+
+    /// Agent `i`'s base URL and the client TLS config that reaches it (for pollers that run
+    /// as tasks of their own).
+    pub fn endpoint(&self, i: usize) -> (url::Url, Arc<rustls::ClientConfig>) {
+        (
+            self.written.agents[i].url.clone(),
+            Arc::clone(&self.written.client_tls),
+        )
     }
 
     pub fn len(&self) -> usize {

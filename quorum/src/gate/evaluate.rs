@@ -129,6 +129,9 @@ pub enum HoldReason {
     NoChange,
     /// A target's health check has no input: the gate and the checks are wired wrongly.
     UnknownCheck(CheckId),
+    /// A target's check has no decision yet (a restarted agent before its first quorum
+    /// verdict): not Healthy, not Unhealthy, so nothing may move.
+    Undecided(CheckId),
     /// Every target looks down: change nothing and alert.
     FailOpen,
     /// Draining would leave fewer than `min` targets serving.
@@ -162,6 +165,7 @@ impl HoldReason {
         match self {
             HoldReason::NoChange => "no_change",
             HoldReason::UnknownCheck(_) => "unknown_check",
+            HoldReason::Undecided(_) => "undecided",
             HoldReason::FailOpen => "fail_open",
             HoldReason::MinServing { .. } => "min_serving",
             HoldReason::TargetUnhealthy(_) => "target_unhealthy",
@@ -178,9 +182,10 @@ impl HoldReason {
     }
 
     /// Every label [`code`](Self::code) can return, so exporters can pre-register them.
-    pub const CODES: [&'static str; 12] = [
+    pub const CODES: [&'static str; 13] = [
         "no_change",
         "unknown_check",
+        "undecided",
         "fail_open",
         "min_serving",
         "target_unhealthy",
@@ -221,6 +226,9 @@ impl std::fmt::Display for HoldReason {
         match self {
             HoldReason::NoChange => f.write_str("DNS already matches the decisions"),
             HoldReason::UnknownCheck(c) => write!(f, "check {c} has no decision (config wiring)"),
+            HoldReason::Undecided(c) => {
+                write!(f, "check {c} is undecided since start (no quorum verdict yet)")
+            }
             HoldReason::FailOpen => {
                 f.write_str("every target looks down: failing open, changing nothing")
             }
@@ -291,6 +299,13 @@ fn plan(
         .filter(|o| now <= o.expires_at && o.desired != *state.current());
     if let Some(o) = pending {
         return override_change(spec, state, inputs, o);
+    }
+    if let Some(t) = spec
+        .targets()
+        .into_iter()
+        .find(|t| inputs.is_undecided(&t.check))
+    {
+        return Err(HoldReason::Undecided(t.check.clone()));
     }
     if let Some(t) = spec
         .targets()

@@ -1,6 +1,6 @@
 //! What a gate reads each round: per check, the decided state and the certificate proving it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::decision::State;
 use crate::engine::Engine;
@@ -57,6 +57,9 @@ pub(crate) fn outcome_of(state: State) -> Outcome {
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
     checks: BTreeMap<CheckId, CheckInput>,
+    /// Checks with no decision yet (a restarted agent before its first quorum verdict):
+    /// no input at all, so no rule can read them as Healthy; a gate holds on them.
+    undecided: BTreeSet<CheckId>,
 }
 
 impl Inputs {
@@ -74,7 +77,19 @@ impl Inputs {
         self.checks.get(check)
     }
 
-    /// The engine's view after [`Engine::evaluate`]: each machine's state, the latest tally's
+    /// Marks `check` undecided (and drops any input it had).
+    pub fn insert_undecided(&mut self, check: CheckId) {
+        self.checks.remove(&check);
+        self.undecided.insert(check);
+    }
+
+    #[must_use]
+    pub fn is_undecided(&self, check: &CheckId) -> bool {
+        self.undecided.contains(check)
+    }
+
+    /// The engine's view after [`Engine::evaluate`]: each machine's state (an undecided one
+    /// only as [`is_undecided`](Self::is_undecided)), the latest tally's
     /// certificate when it agrees with that state, and the lag the certificate's ballots
     /// report (the largest of them, and unknown if any of them lacks one — a minority can
     /// neither hide a lag nor invent a small one).
@@ -83,12 +98,16 @@ impl Inputs {
         let mut inputs = Self::new();
         for machine in engine.machines() {
             let check = machine.check();
+            let Some(state) = machine.decision() else {
+                inputs.insert_undecided(check.clone());
+                continue;
+            };
             let cert = engine.verdict(check).and_then(|v| v.certificate.as_ref());
             let lag_ms = cert.and_then(|c| quorum_lag(c, check));
-            let agreeing = cert.filter(|c| c.outcome == outcome_of(machine.state()));
+            let agreeing = cert.filter(|c| c.outcome == outcome_of(state));
             inputs.insert(
                 check.clone(),
-                CheckInput::new(machine.state(), agreeing.cloned()).with_lag_ms(lag_ms),
+                CheckInput::new(state, agreeing.cloned()).with_lag_ms(lag_ms),
             );
         }
         inputs

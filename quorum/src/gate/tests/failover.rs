@@ -496,3 +496,36 @@ fn a_known_lag_survives_rounds_without_one_for_at_most_max_rpo() {
         "rpo_unknown"
     );
 }
+
+#[test]
+fn an_undecided_check_holds_the_gate_and_never_counts_as_healthy() {
+    let spec = pair(policy());
+    let undecided = |decided: &[(&str, Row)], undecided: &str| {
+        let mut i = inputs(decided);
+        i.insert_undecided(c(undecided));
+        i
+    };
+    // After a restart the primary is undecided while the standby is Healthy by quorum: had
+    // the primary been read as its placeholder (or as Healthy), this would fail over or stay.
+    let mut state = GateState::new(&spec);
+    for (name, i) in [
+        ("primary undecided", undecided(&[(S, UP)], P)),
+        ("standby undecided", undecided(&[(P, DOWN)], S)),
+        (
+            "primary undecided, row dropped",
+            undecided(&[(P, DOWN), (S, UP)], P),
+        ),
+    ] {
+        let e = round(&spec, &mut state, &i, at(0));
+        assert!(
+            matches!(hold(&e), HoldReason::Undecided(_)),
+            "{name}: {e:?}"
+        );
+        assert_eq!(e.code(), "undecided", "{name}");
+        assert!(!hold(&e).is_alert(), "{name}: a restart is not an alert");
+    }
+    assert_eq!(active(&state), "active=use1");
+    // Once decided, the same inputs fail over.
+    let e = round(&spec, &mut state, &inputs(&[(P, DOWN), (S, UP)]), at(1_000));
+    assert_eq!(change(e).reason, ChangeReason::Failover);
+}

@@ -245,3 +245,60 @@ fn inputs_from_engine_take_the_agreeing_certificate_and_the_largest_lag() {
     assert_eq!((db.state, db.lag_ms), (State::Healthy, Some(900)));
     assert!(inputs.get(&c("nope")).is_none());
 }
+
+#[test]
+fn inputs_from_a_restored_engine_leave_undecided_checks_out() {
+    use crate::decision::{Restored, Start};
+    let policy = DecisionPolicy::default();
+    let config = BookConfig {
+        max_ballot_bytes: 1 << 16,
+        max_clock_skew_ms: 0,
+        config_digest: DIGEST,
+    };
+    let restored = Start::Restored(Restored {
+        state: State::Unhealthy,
+        since: T0,
+        last_transition: None,
+    });
+    let mut engine = Engine::restore(
+        membership(),
+        config,
+        [
+            (c("api"), policy, Start::Undecided),
+            (c("db"), policy, restored),
+            (c("web"), policy, Start::Initial),
+        ],
+        T0,
+    );
+    let inputs = Inputs::from_engine(&engine);
+    assert!(inputs.is_undecided(&c("api")) && inputs.get(&c("api")).is_none());
+    let db = inputs.get(&c("db")).unwrap();
+    assert_eq!(
+        (db.state, db.certificate.is_none()),
+        (State::Unhealthy, true)
+    );
+    assert_eq!(inputs.get(&c("web")).unwrap().state, State::Healthy);
+    assert!(!inputs.is_undecided(&c("db")) && !inputs.is_undecided(&c("web")));
+
+    // Two members say api is Healthy: the undecided check takes it at once (fall/rise are 3
+    // and 5 rounds by default), with its certificate, and no transition is reported.
+    for i in 0..2u8 {
+        let obs = ["api", "db", "web"]
+            .map(|k| Observation::new(c(k), Status::Healthy, Reason::from_static("ok"), 1, T0));
+        let id = AgentId::new(format!("m{i}")).unwrap();
+        let b = Ballot::new(id, 1, T0, 15_000, DIGEST, obs.to_vec()).unwrap();
+        engine
+            .handle_ballot(T0, &SignedBallot::sign(&b, &key(i)).to_wire())
+            .unwrap();
+    }
+    assert!(engine.evaluate(T0).is_empty());
+    let inputs = Inputs::from_engine(&engine);
+    let api = inputs.get(&c("api")).unwrap();
+    assert_eq!(api.state, State::Healthy);
+    assert_verifies(api.evidence(&c("api"), State::Healthy).unwrap());
+    assert!(!inputs.is_undecided(&c("api")));
+    // The restored check keeps its state under hysteresis (one Healthy round of five).
+    assert_eq!(inputs.get(&c("db")).unwrap().state, State::Unhealthy);
+    let basis = |k: &str| engine.machine(&c(k)).unwrap().basis().as_str();
+    assert_eq!([basis("api"), basis("db"), basis("web")], ["decided"; 3]);
+}
