@@ -186,7 +186,7 @@ pub struct OperatorConfig {
     pub public_key: VerifyingKey,
 }
 
-/// Which Route 53 plane a gate uses (DESIGN §2).
+/// Which Route 53 plane a gate uses (docs/route53.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Plane {
     /// `provision` creates one HTTPS string-match health check per agent and check, one
@@ -238,7 +238,7 @@ pub struct HealthCheckSettings {
     pub regions: Vec<String>,
 }
 
-/// `[[gates]]`: one gate (DESIGN §5): which checks move which records, and its safety rules.
+/// `[[gates]]`: one gate: which checks move which records, and its safety rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GateConfig {
     /// Id, kind (targets, their checks and lag checks), policy (`min_serving`, velocity,

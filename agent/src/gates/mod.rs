@@ -1,4 +1,5 @@
-//! Gates at run time: the agent's side of DESIGN §5 and §6.
+//! Gates at run time: the agent's side of the safety rules and the fenced writer (README,
+//! "Gates"; ARCHITECTURE.md).
 //!
 //! - [`records`]: a gate's Route 53 records as a pure function of its config and state.
 pub mod driver;

@@ -1,5 +1,5 @@
 //! The data plane in Route 53: `quorumgate plan`, `quorumgate provision` and
-//! `quorumgate provision --terraform` (DESIGN §2, docs/route53.md).
+//! `quorumgate provision --terraform` (docs/route53.md).
 //!
 //! For every check a data-plane gate's targets use, one string-match health check per agent
 //! on its `/v1/health/{check}` and one CALCULATED check over them with `HealthThreshold` =

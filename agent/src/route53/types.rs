@@ -449,7 +449,7 @@ impl HealthCheckSpec {
 pub struct HealthCheck {
     pub id: String,
     pub caller_reference: String,
-    /// Route 53 bumps it on every update (moto does not; see DESIGN §10).
+    /// Route 53 bumps it on every update (moto does not).
     pub version: i64,
     pub spec: HealthCheckSpec,
 }

@@ -1,5 +1,5 @@
 //! The desired DNS state of a gate: a plain, comparable value that the Route 53 writer turns
-//! into records, with a canonical byte form whose SHA-256 the fence record carries (DESIGN §6).
+//! into records, with a canonical byte form whose SHA-256 the fence record carries.
 //!
 //! ```text
 //! desired  = "QGD" version:u8(=1) kind:u8 body

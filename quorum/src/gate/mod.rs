@@ -1,5 +1,5 @@
 //! Gates: the desired DNS state as a pure function of the quorum's decisions, behind the
-//! safety rules of DESIGN §5.
+//! safety rules (README, "Gates").
 //!
 //! A gate ties checks to DNS. A **failover pair** sends traffic to its primary target, and to
 //! its secondary only when the primary is lost; a **weighted set** drains unhealthy targets

@@ -73,7 +73,7 @@ pub enum GateKind {
     Weighted { targets: Vec<WeightedTarget> },
 }
 
-/// The safety rules of DESIGN §5, per gate.
+/// The safety rules, per gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GatePolicy {
     /// Never leave fewer targets serving than this (weighted sets; a pair always serves one).

@@ -1,4 +1,4 @@
-//! The emulator is strict where stock moto is not (DESIGN §10): each of these passes against
+//! The emulator is strict where stock moto is not: each of these passes against
 //! real Route 53 semantics and fails against stock moto 5.2.5.
 
 use std::sync::Arc;

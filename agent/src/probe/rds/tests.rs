@@ -287,7 +287,7 @@ async fn memory_is_per_cluster_region_and_endpoint() {
     assert_eq!(writers.remembered(&b).as_deref(), Some("app-aurora-2"));
 }
 
-/// moto keeps showing a promoted read replica's source (DESIGN §10); the fake shows what RDS
+/// moto keeps showing a promoted read replica's source; the fake shows what RDS
 /// does: before promotion a replica, after it a standalone instance. Health does not depend on
 /// the role, the detail says it.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! `[[gates]]`: which checks move which records, within the safety policy of DESIGN §5.
+//! `[[gates]]`: which checks move which records, within the gate's safety rules.
 //!
 //! A gate is read field by field here, its targets by [`targets`], then handed to
 //! [`GateSpec::new`] (the quorum crate's own rules); [`rules`] maps what that refuses back to
