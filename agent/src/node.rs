@@ -618,18 +618,7 @@ impl Node {
             let (Basis::Decided, Some(cert)) = (m.basis(), cert) else {
                 continue;
             };
-            let ballots = cert
-                .ballots
-                .iter()
-                .map(|b| {
-                    let key = (b.ballot.agent().clone(), b.ballot.seq());
-                    Arc::clone(
-                        p.wires
-                            .entry(key)
-                            .or_insert_with(|| Arc::from(b.signed.to_wire())),
-                    )
-                })
-                .collect();
+            let ballots = shared_wires(&mut p.wires, cert);
             let decision = Decision {
                 state: m.state(),
                 since: m.since(),
@@ -655,18 +644,7 @@ impl Node {
                 .and_then(|v| v.certificate.as_ref())
                 .filter(|c| c.outcome == outcome_of(d.state));
             if let Some(cert) = cert {
-                d.ballots = cert
-                    .ballots
-                    .iter()
-                    .map(|b| {
-                        let key = (b.ballot.agent().clone(), b.ballot.seq());
-                        Arc::clone(
-                            p.wires
-                                .entry(key)
-                                .or_insert_with(|| Arc::from(b.signed.to_wire())),
-                        )
-                    })
-                    .collect();
+                d.ballots = shared_wires(&mut p.wires, cert);
             }
         }
         // Forget the wire bytes no decision refers to any more.
@@ -949,6 +927,24 @@ impl Node {
             observations,
         })
     }
+}
+
+/// A certificate's ballots as wire bytes, one shared copy per ballot across decisions.
+fn shared_wires(
+    wires: &mut BTreeMap<(AgentId, u64), Arc<[u8]>>,
+    cert: &quorum::Certificate,
+) -> Vec<Arc<[u8]>> {
+    cert.ballots
+        .iter()
+        .map(|b| {
+            let key = (b.ballot.agent().clone(), b.ballot.seq());
+            Arc::clone(
+                wires
+                    .entry(key)
+                    .or_insert_with(|| Arc::from(b.signed.to_wire())),
+            )
+        })
+        .collect()
 }
 
 /// Adds this ballot's abstaining votes to `quorumgate_abstentions_total{reason}`.

@@ -67,24 +67,26 @@ impl Engine {
 
     /// Tallies every check at `now` and steps its machine: one evaluation round.
     pub fn evaluate(&mut self, now: UnixMillis) -> Vec<Transition> {
-        // Check ids are ascending, so the tally walks each ballot once.
-        let verdicts = tally_all(&self.book, self.checks.iter().map(|(m, _)| m.check()), now);
-        let mut transitions = Vec::new();
-        for ((machine, last), verdict) in self.checks.iter_mut().zip(verdicts) {
-            transitions.extend(machine.step(now, &verdict));
-            *last = Some(verdict);
-        }
-        transitions
+        self.step_all(now, DecisionMachine::step)
     }
 
     /// Tallies every check between two rounds (a peer's ballot just arrived) and feeds each
     /// machine an early verdict ([`DecisionMachine::step_early`]): a decision whose evidence is
     /// complete lands now instead of at the next round.
     pub fn evaluate_early(&mut self, now: UnixMillis) -> Vec<Transition> {
+        self.step_all(now, DecisionMachine::step_early)
+    }
+
+    fn step_all(
+        &mut self,
+        now: UnixMillis,
+        step: fn(&mut DecisionMachine, UnixMillis, &Verdict) -> Option<Transition>,
+    ) -> Vec<Transition> {
+        // Check ids are ascending, so the tally walks each ballot once.
         let verdicts = tally_all(&self.book, self.checks.iter().map(|(m, _)| m.check()), now);
         let mut transitions = Vec::new();
         for ((machine, last), verdict) in self.checks.iter_mut().zip(verdicts) {
-            transitions.extend(machine.step_early(now, &verdict));
+            transitions.extend(step(machine, now, &verdict));
             *last = Some(verdict);
         }
         transitions
