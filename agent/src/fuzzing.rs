@@ -224,7 +224,6 @@ impl HttpHarness {
             max_body_bytes: MAX_BODY_BYTES,
             liveness_ms: 60_000,
             gates: None,
-            early_decision: Arc::default(),
         });
         let io = Pipe::new(input);
         let output = Arc::clone(&io.output);

@@ -87,10 +87,6 @@ pub struct Node {
     local_resource: Option<(UnixMillis, String)>,
     /// A result changed this agent's vote since its last ballot: publish early.
     publish_due: bool,
-    /// An evaluation between rounds changed a decision since [`take_early_transitions`].
-    ///
-    /// [`take_early_transitions`]: Self::take_early_transitions
-    early_transitions: bool,
     seq: u64,
     own_wire: Option<Arc<Vec<u8>>>,
     last_push: BTreeMap<AgentId, String>,
@@ -224,7 +220,6 @@ impl Node {
             starved_at: None,
             local_resource: None,
             publish_due: false,
-            early_transitions: false,
             seq: 0,
             own_wire: None,
             last_push: BTreeMap::new(),
@@ -482,12 +477,6 @@ impl Node {
         self.publish_due
     }
 
-    /// Whether an evaluation between rounds changed a decision since the last call (the
-    /// gates should see it now rather than at the next round).
-    pub fn take_early_transitions(&mut self) -> bool {
-        std::mem::take(&mut self.early_transitions)
-    }
-
     /// Issues a ballot between rounds because a vote changed (see [`publish_due`]), and
     /// evaluates early with it (a single-member cluster decides on it at once). Returns the
     /// wire ballot to push to peers.
@@ -557,7 +546,6 @@ impl Node {
     /// cheap enough for every evaluation, early ones included). `round`: a round's own
     /// evaluation, when the decisions file is brought up to date (see `persist_decisions`).
     fn after_evaluate(&mut self, now: UnixMillis, transitions: &[Transition], round: bool) {
-        self.early_transitions |= !round && !transitions.is_empty();
         for (m, g) in self.engine.machines().zip(self.gauges.iter_mut()) {
             g.set_decision(m);
             if let Some(v) = self.engine.verdict(m.check()) {

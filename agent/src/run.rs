@@ -138,9 +138,7 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         max_body_bytes: cfg.shared.cluster.max_ballot_bytes,
         liveness_ms: 5 * cfg.shared.cluster.round_interval_ms + 5_000,
         gates: gates.clone(),
-        early_decision: Arc::default(),
     });
-    let early_decision = Arc::clone(&ctx.early_decision);
     let addr = listener.local_addr()?;
     // Before any connection: the listeners' caps leave the descriptors the probes need.
     let budget = crate::fdlimit::budget_for(&cfg);
@@ -232,23 +230,8 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
                 let mut n = node.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if n.publish_due() {
                     let wire = n.publish(now, &key);
-                    let decided = n.take_early_transitions();
                     drop(n);
                     exchange.push_all(&wire);
-                    if decided {
-                        early_decision.notify_one();
-                    }
-                }
-            }
-            () = early_decision.notified() => {
-                // A decision changed between rounds: the gates act on it now, not at the tick.
-                let now = clock.now();
-                let n = node.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let live = n.live_members(now);
-                let inputs = gates.as_ref().map(|_| n.gate_inputs());
-                drop(n);
-                if let (Some(g), Some(inputs)) = (&gates, inputs) {
-                    g.on_round(now, &inputs, writer_rank(&cfg, &live));
                 }
             }
             tick = ticker.tick() => {

@@ -154,9 +154,6 @@ pub struct ServerCtx {
     pub liveness_ms: u64,
     /// Control-plane gates and operator commands; `None` when no gate is configured.
     pub gates: Option<Arc<GateDriver>>,
-    /// Woken when a peer's ballot made a decision change between rounds, so the main loop
-    /// hands it to the gates at once instead of at the next round.
-    pub early_decision: Arc<tokio::sync::Notify>,
 }
 
 type Body = Full<Bytes>;
@@ -459,14 +456,7 @@ async fn post_ballot(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> 
         Err(BodyError::Other(resp)) => return resp,
     };
     let now = ctx.clock.now();
-    let (result, decided) = {
-        let mut node = lock(ctx);
-        let result = node.receive_peer(now, &bytes, "push");
-        (result, node.take_early_transitions())
-    };
-    if decided {
-        ctx.early_decision.notify_one();
-    }
+    let result = lock(ctx).receive_peer(now, &bytes, "push");
     match result {
         Ok(Accepted::New(_)) => text(StatusCode::ACCEPTED, "accepted\n".to_owned()),
         Ok(Accepted::Duplicate) => text(StatusCode::OK, "duplicate\n".to_owned()),
