@@ -216,10 +216,9 @@ pub fn portable_certificate<'a>(
     w.buf
 }
 
-/// The parts of a portable certificate — check, outcome and each ballot's wire bytes —
-/// *unverified*: only [`verify_certificate`] says whether they prove anything.
-pub fn certificate_parts(bytes: &[u8]) -> Result<(CheckId, Outcome, Vec<&[u8]>), DecodeError> {
-    let mut r = Reader::new(bytes);
+/// A certificate's head: the magic, the check and the raw outcome byte (each caller maps the
+/// byte: a portable certificate may say NoQuorum, a verified one may not).
+fn read_head(r: &mut Reader<'_>) -> Result<(CheckId, u8), DecodeError> {
     r.magic(CERT_MAGIC, "certificate")?;
     let len = usize::from(r.u8()?);
     let check_str =
@@ -228,7 +227,15 @@ pub fn certificate_parts(bytes: &[u8]) -> Result<(CheckId, Outcome, Vec<&[u8]>),
         field: "check",
         source,
     })?;
-    let outcome = match r.u8()? {
+    Ok((check, r.u8()?))
+}
+
+/// The parts of a portable certificate — check, outcome and each ballot's wire bytes —
+/// *unverified*: only [`verify_certificate`] says whether they prove anything.
+pub fn certificate_parts(bytes: &[u8]) -> Result<(CheckId, Outcome, Vec<&[u8]>), DecodeError> {
+    let mut r = Reader::new(bytes);
+    let (check, outcome) = read_head(&mut r)?;
+    let outcome = match outcome {
         0 => Outcome::Healthy,
         1 => Outcome::Unhealthy,
         2 => Outcome::NoQuorum,
@@ -301,15 +308,8 @@ pub fn verify_certificate(
     skew_ms: u64,
 ) -> Result<VerifiedCertificate, CertError> {
     let mut r = Reader::new(bytes);
-    r.magic(CERT_MAGIC, "certificate")?;
-    let len = usize::from(r.u8()?);
-    let check_str =
-        std::str::from_utf8(r.take(len)?).map_err(|_| DecodeError::NotUtf8 { field: "check" })?;
-    let check = CheckId::new(check_str).map_err(|source| DecodeError::BadId {
-        field: "check",
-        source,
-    })?;
-    let outcome = match r.u8()? {
+    let (check, outcome) = read_head(&mut r)?;
+    let outcome = match outcome {
         0 => Outcome::Healthy,
         1 => Outcome::Unhealthy,
         2 => return Err(CertError::NoQuorumClaimed),
