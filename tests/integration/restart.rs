@@ -163,10 +163,8 @@ async fn decided(c: &TestCluster, want: &str) -> bool {
     true
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_restarted_during_an_outage_never_answers_healthy() {
-    let mut c = TestCluster::start(|s| s.round_ms = ROUND_MS).await;
-    c.app.set_down(true);
+/// Waits until every agent has decided UNHEALTHY and written its decisions file.
+async fn decided_unhealthy_and_persisted(c: &TestCluster) {
     c.wait_until(LIMIT, "all three decided UNHEALTHY", || {
         decided(&c, "unhealthy")
     })
@@ -179,6 +177,13 @@ async fn a_cluster_restarted_during_an_outage_never_answers_healthy() {
             .all(|a| a.state_dir.join("decisions.json").exists())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_restarted_during_an_outage_never_answers_healthy() {
+    let mut c = TestCluster::start(|s| s.round_ms = ROUND_MS).await;
+    c.app.set_down(true);
+    decided_unhealthy_and_persisted(&c).await;
 
     for (what, graceful) in [("SIGTERM", true), ("SIGKILL", false)] {
         c.stop_all(graceful).await;
@@ -236,16 +241,5 @@ async fn a_brand_new_cluster_starts_from_initial() {
         .filter(|(_, body)| body.contains("decision=initial"))
         .count();
     assert!(initial > 0, "no answer named the initial state: {seen:?}");
-    c.wait_until(LIMIT, "all three decided UNHEALTHY", || {
-        decided(&c, "unhealthy")
-    })
-    .await;
-    // Written by each agent's writer thread right after the round that decided.
-    c.wait_until(LIMIT, "every agent's decisions.json", || async {
-        c.written
-            .agents
-            .iter()
-            .all(|a| a.state_dir.join("decisions.json").exists())
-    })
-    .await;
+    decided_unhealthy_and_persisted(&c).await;
 }
