@@ -166,7 +166,7 @@ async fn decided(c: &TestCluster, want: &str) -> bool {
 /// Waits until every agent has decided UNHEALTHY and written its decisions file.
 async fn decided_unhealthy_and_persisted(c: &TestCluster) {
     c.wait_until(LIMIT, "all three decided UNHEALTHY", || {
-        decided(&c, "unhealthy")
+        decided(c, "unhealthy")
     })
     .await;
     // Written by each agent's writer thread right after the round that decided.
