@@ -158,14 +158,18 @@ pub async fn resend(config: &Path, file: &Path, agent_urls: &[Url]) -> anyhow::R
     deliver(&cfg, agent_urls, wire).await
 }
 
-pub(crate) fn control_gate<'a>(cfg: &'a Config, gate: &str) -> anyhow::Result<&'a GateConfig> {
+/// The gate named `gate`, of either plane.
+pub(crate) fn any_gate<'a>(cfg: &'a Config, gate: &str) -> anyhow::Result<&'a GateConfig> {
     let id = GateId::new(gate).map_err(|e| anyhow::anyhow!("gate {gate}: {e}"))?;
-    let g = cfg
-        .shared
+    cfg.shared
         .gates
         .iter()
         .find(|g| *g.spec.id() == id)
-        .with_context(|| format!("no gate {gate} in [[gates]]"))?;
+        .with_context(|| format!("no gate {gate} in [[gates]]"))
+}
+
+pub(crate) fn control_gate<'a>(cfg: &'a Config, gate: &str) -> anyhow::Result<&'a GateConfig> {
+    let g = any_gate(cfg, gate)?;
     anyhow::ensure!(
         g.plane == Plane::Control,
         "gate {gate} is a data-plane gate: the agents never write its records, so there is \

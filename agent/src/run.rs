@@ -272,8 +272,8 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The control-plane gates, with a Route 53 client when any gate is live; `None` without
-/// control-plane gates.
+/// The gates, with a Route 53 client when any control-plane gate is live; `None` without
+/// gates. Data-plane gates are driven only for their drills (they never write).
 async fn gate_driver(
     cfg: &Config,
     audit: audit::SharedAudit,
@@ -284,7 +284,7 @@ async fn gate_driver(
         .gates
         .iter()
         .filter(|g| g.plane == config::Plane::Control);
-    if control.clone().next().is_none() {
+    if cfg.shared.gates.is_empty() {
         return Ok(None);
     }
     let live = control
@@ -317,6 +317,14 @@ async fn gate_driver(
     let driver = GateDriver::new(cfg, api, promoters, Some(audit), clock, options)?;
     for g in control {
         tracing::info!(gate = %g.spec.id(), mode = g.spec.mode().as_str(), zone = %g.zone_name, record = %g.record_name, "control-plane gate");
+    }
+    for g in cfg
+        .shared
+        .gates
+        .iter()
+        .filter(|g| g.plane == config::Plane::Data)
+    {
+        tracing::info!(gate = %g.spec.id(), zone = %g.zone_name, record = %g.record_name, "data-plane gate (Route 53 follows the health checks; drills only)");
     }
     Ok(Some(Arc::new(driver)))
 }

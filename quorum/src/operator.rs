@@ -149,6 +149,12 @@ pub enum ActionError {
     DrillWeighted,
     #[error("a drill lasts 1 ms to {max_ms} ms, not {ms} ms")]
     DrillDuration { ms: u64, max_ms: u64 },
+    /// Route 53 follows a data-plane gate's health checks; the agents never write its
+    /// records, so only a drill (which moves the agents' votes) means anything there.
+    #[error("{action} does not apply to a data-plane gate (Route 53 follows its health checks; only drill and drill --abort do)")]
+    DataPlane { action: &'static str },
+    #[error("a dry-run drill does not apply to a data-plane gate: the agents' votes move its DNS")]
+    DataPlaneDryRun,
 }
 
 /// Whether `action` makes sense for `spec`.

@@ -241,6 +241,7 @@ pub fn info(
     };
     Some(DrillInfo {
         gate: gate.spec.id().to_string(),
+        plane: gate.plane.as_str().to_owned(),
         seq,
         operator: operator.to_owned(),
         dry_run,

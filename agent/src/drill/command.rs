@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use config::{Config, GateConfig};
+use config::{Config, GateConfig, Plane};
 use quorum::gate::GateKind;
 use quorum::operator::Action;
 use rustls::ClientConfig;
@@ -82,12 +82,27 @@ pub async fn run(args: &DrillArgs) -> anyhow::Result<ExitCode> {
     tls::install_crypto_provider();
     let cfg = Config::load(Some(&args.op.config))
         .map_err(|e| anyhow::anyhow!("{}: config problems:\n{e}", args.op.config.display()))?;
-    let gate = operator_cli::control_gate(&cfg, &args.op.gate)?;
+    let gate = operator_cli::any_gate(&cfg, &args.op.gate)?;
     anyhow::ensure!(
         matches!(gate.spec.kind(), GateKind::Failover { .. }),
         "gate {} is a weighted set: a drill practises a failover and its failback",
         gate.spec.id()
     );
+    if gate.plane == Plane::Data && !args.abort && args.report.is_none() {
+        anyhow::ensure!(
+            !args.dry_run,
+            "gate {} is a data-plane gate: the agents' votes move its DNS (Route 53 follows \
+             their health answers), so there is no dry run; drop --dry-run",
+            gate.spec.id()
+        );
+        anyhow::ensure!(
+            args.resolver.is_some(),
+            "gate {} is a data-plane gate: Route 53 moves its DNS by its health checks and \
+             its records never change, so the drill must watch real answers: pass \
+             --resolver IP[:PORT] (one of the zone's name servers)",
+            gate.spec.id()
+        );
+    }
     let tls = operator_cli::client_tls(&cfg)?;
     let targets = operator_cli::agent_targets(&cfg, &args.op.agent_urls);
     if args.abort {

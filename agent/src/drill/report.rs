@@ -10,6 +10,11 @@ use super::timeline::{AgentTimeline, Phase};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrillInfo {
     pub gate: String,
+    /// `control`: the agents write the failover through the fence; `data`: the agents' votes
+    /// flip Route 53's calculated health checks and Route 53 moves DNS by itself, so the
+    /// agents' part ends at the quorum's decision and the rest is seen only in DNS.
+    #[serde(default = "control_plane")]
+    pub plane: String,
     /// The drill command's seq.
     pub seq: u64,
     pub operator: String,
@@ -20,6 +25,18 @@ pub struct DrillInfo {
     pub primary: String,
     pub secondary: String,
     pub objectives: Objectives,
+}
+
+fn control_plane() -> String {
+    "control".to_owned()
+}
+
+impl DrillInfo {
+    /// A data-plane gate's drill.
+    #[must_use]
+    pub fn data_plane(&self) -> bool {
+        self.plane == "data"
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,13 +93,15 @@ pub struct ClusterPhase {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Measured {
     /// Drill start → the failover change INSYNC (accepted when INSYNC is unknown; the gate's
-    /// simulated decision in a dry run).
+    /// simulated decision in a dry run). A data-plane gate: → DNS answered the secondary, or
+    /// → the quorum's decision when DNS was not watched.
     pub rto_ms: Option<u64>,
-    /// What the RTO was measured to: `in_sync`, `changed`.
+    /// What the RTO was measured to: `in_sync`, `changed`, `dns`, `detected`.
     pub rto_to: Option<String>,
     /// The standby's replication lag the failover accepted (its decision's `rpo_lag_ms`).
     pub rpo_lag_ms: Option<u64>,
-    /// Drill end → the failback change accepted.
+    /// Drill end → the failback change accepted (a data-plane gate: → the quorum's decision
+    /// that the primary is healthy again).
     pub failback_ms: Option<u64>,
     /// Drill start → DNS answered the secondary; drill end → DNS answered the primary again.
     pub dns_failover_ms: Option<u64>,
@@ -225,10 +244,23 @@ pub fn build(drill: DrillInfo, agents: Vec<AgentTimeline>, dns: Option<DnsReport
             });
         }
     }
-    let (rto_at, rto_to) = match (at(&phases, Phase::InSync), at(&phases, Phase::Changed)) {
-        (Some(t), _) => (Some(t), Some("in_sync")),
-        (None, Some(t)) => (Some(t), Some("changed")),
-        _ => (None, None),
+    let (rto_at, rto_to) = if drill.data_plane() {
+        match (&dns, dns_failover, at(&phases, Phase::Detected)) {
+            (Some(_), over, _) => (over, over.map(|_| "dns")),
+            (None, _, Some(t)) => (Some(t), Some("detected")),
+            (None, _, None) => (None, None),
+        }
+    } else {
+        match (at(&phases, Phase::InSync), at(&phases, Phase::Changed)) {
+            (Some(t), _) => (Some(t), Some("in_sync")),
+            (None, Some(t)) => (Some(t), Some("changed")),
+            _ => (None, None),
+        }
+    };
+    let failback_phase = if drill.data_plane() {
+        Phase::Recovered
+    } else {
+        Phase::FailbackChanged
     };
     let measured = Measured {
         rto_ms: rto_at.map(|t| t.saturating_sub(start)),
@@ -236,7 +268,7 @@ pub fn build(drill: DrillInfo, agents: Vec<AgentTimeline>, dns: Option<DnsReport
         rpo_lag_ms: writer
             .and_then(|w| w.rpo_lag_ms)
             .or_else(|| agents.iter().filter_map(|t| t.rpo_lag_ms).max()),
-        failback_ms: match (ended, at(&phases, Phase::FailbackChanged)) {
+        failback_ms: match (ended, at(&phases, failback_phase)) {
             (Some(e), Some(f)) => Some(f.saturating_sub(e)),
             _ => None,
         },
@@ -300,12 +332,19 @@ fn criteria(
         });
     };
     let at = |p: Phase| phases.iter().find(|c| c.phase == p.code());
-    let what = if drill.dry_run {
-        "decided (dry run)"
+    // A data-plane gate's agents never write: their failover is the quorum's decision.
+    let (over_phase, back_phase, what) = if drill.data_plane() {
+        (Phase::Detected, Phase::Recovered, "decided by the quorum")
+    } else if drill.dry_run {
+        (Phase::Changed, Phase::FailbackChanged, "decided (dry run)")
     } else {
-        "accepted by Route 53"
+        (
+            Phase::Changed,
+            Phase::FailbackChanged,
+            "accepted by Route 53",
+        )
     };
-    match at(Phase::Changed) {
+    match at(over_phase) {
         Some(c) => push(
             "failover",
             true,
@@ -313,7 +352,7 @@ fn criteria(
         ),
         None => push("failover", false, format!("no failover change was {what}")),
     }
-    match (at(Phase::FailbackChanged), at(Phase::Changed)) {
+    match (at(back_phase), at(over_phase)) {
         (Some(c), _) => push(
             "failback",
             true,
@@ -384,11 +423,20 @@ fn criteria(
             .collect();
         disorder.extend(out_of_order(&t.agent, &marks));
     }
-    // DNS can only follow a batch that was sent.
-    for (dns_phase, after) in [
-        ("dns_failover", Phase::Sent),
-        ("dns_failback", Phase::FailbackSent),
-    ] {
+    // DNS can only follow a batch that was sent; on the data plane, the quorum's decision
+    // that the agents' health answers follow.
+    let follows = if drill.data_plane() {
+        [
+            ("dns_failover", Phase::Detected),
+            ("dns_failback", Phase::Recovered),
+        ]
+    } else {
+        [
+            ("dns_failover", Phase::Sent),
+            ("dns_failback", Phase::FailbackSent),
+        ]
+    };
+    for (dns_phase, after) in follows {
         let seen = phases.iter().find(|c| c.phase == dns_phase);
         if let (Some(seen), Some(sent)) = (seen, at(after)) {
             if seen.at_ms < sent.at_ms {
@@ -464,6 +512,7 @@ pub(crate) mod tests {
     pub(crate) fn info(rto_ms: Option<u64>, rpo_ms: Option<u64>) -> DrillInfo {
         DrillInfo {
             gate: "app".into(),
+            plane: "control".into(),
             seq: 100,
             operator: "alice".into(),
             dry_run: false,
@@ -497,6 +546,88 @@ pub(crate) mod tests {
     pub(crate) fn sample() -> Report {
         let t = timeline("use1", &key(), &writer_log());
         build(info(Some(2_000), Some(5_000)), vec![t], Some(dns()))
+    }
+
+    /// A data-plane drill as one agent logs it: no decision, write or outcome of its own.
+    fn data_plane_log() -> Vec<crate::audit::Record> {
+        use super::super::timeline::tests::rec;
+        use serde_json::json;
+        vec![
+            rec(
+                1,
+                1_000,
+                "operator_command",
+                json!({ "gate": "app", "action": "drill", "seq": 100, "detail": "duration_ms=5000" }),
+            ),
+            rec(
+                2,
+                2_000,
+                "transition",
+                json!({ "check": "app", "to": "unhealthy" }),
+            ),
+            rec(
+                3,
+                6_000,
+                "drill_end",
+                json!({ "gate": "app", "seq": 100, "cause": "elapsed", "detail": "its time is over" }),
+            ),
+            rec(
+                4,
+                7_500,
+                "transition",
+                json!({ "check": "app", "to": "healthy" }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_data_plane_drill_is_measured_to_the_dns_answer() {
+        let mut i = info(Some(2_000), None);
+        i.plane = "data".into();
+        let t = timeline("use1", &key(), &data_plane_log());
+        let r = build(i.clone(), vec![t.clone()], Some(dns()));
+        assert!(r.passed(), "{:#?}", r.criteria);
+        // DNS answered the secondary at 2.4 s (start 1.0 s): the RTO ends there, not at the
+        // quorum's decision, and the failback is the quorum's healthy decision after the end.
+        assert_eq!(r.measured.rto_ms, Some(1_400));
+        assert_eq!(r.measured.rto_to.as_deref(), Some("dns"));
+        assert_eq!(r.measured.failback_ms, Some(1_500));
+        assert_eq!(r.measured.dns_failback_ms, Some(2_400));
+        let failover = r
+            .criteria
+            .iter()
+            .find(|c| c.name == "failover")
+            .expect("criterion");
+        assert!(
+            failover.detail.contains("decided by the quorum"),
+            "{}",
+            failover.detail
+        );
+
+        // The agent's own verdict has no DNS: measured to the quorum's decision.
+        let own = build(i.clone(), vec![t.clone()], None);
+        assert_eq!(own.measured.rto_to.as_deref(), Some("detected"));
+        assert_eq!(own.measured.rto_ms, Some(1_000));
+        assert!(own.passed(), "{:#?}", own.criteria);
+
+        // DNS that never left the primary fails the drill, and the RTO is then unmeasured.
+        let mut stuck = dns();
+        stuck
+            .samples
+            .retain(|s| s.target.as_deref() == Some("primary"));
+        let r = build(i.clone(), vec![t], Some(stuck));
+        assert!(!r.passed());
+        assert_eq!(r.measured.rto_ms, None);
+
+        // No quorum decision at all: no failover to speak of.
+        let quiet = timeline("use1", &key(), &data_plane_log()[..1]);
+        let r = build(i, vec![quiet], None);
+        let failover = r
+            .criteria
+            .iter()
+            .find(|c| c.name == "failover")
+            .expect("criterion");
+        assert!(!failover.passed);
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! The gate driver: evaluates every control-plane gate after each round and, for live gates,
 //! moves Route 53 through the fence. Also the receiver of signed operator commands.
 //!
+//! Data-plane gates are here only for their drills: the agents never write their records
+//! (Route 53 follows the calculated health checks), so their slot has no writer and no rules
+//! to evaluate. Each round it follows what Route 53 serves by the quorum's decisions
+//! ([`super::dataplane::data_plane_serving`]), ends and finishes drills like any other gate, and refuses every
+//! operator command but `drill` and `drill --abort`.
+//!
 //! Per gate and round (never while a write or read for that gate is in flight):
 //!
 //! ```text
@@ -44,6 +50,7 @@ use quorum::{GateId, UnixMillis};
 use serde_json::{json, Value};
 
 use self::drill::drill_check;
+use super::dataplane::data_plane_serving;
 use super::promote::{self, PromoteOutcome, Promoter};
 use super::records::{control_records, state_from_records};
 use crate::audit::{self, Record, SharedAudit};
@@ -127,6 +134,8 @@ struct Backoff {
 #[derive(Debug)]
 struct Slot {
     cfg: GateConfig,
+    /// A data-plane slot follows Route 53's own selection and never writes.
+    plane: Plane,
     /// `Some` for live gates (they read and write Route 53).
     writer: Option<FencedWriter>,
     /// The same writer without the INSYNC wait, so acceptance and INSYNC are timed apart.
@@ -204,7 +213,7 @@ impl GateDriver {
         clock: SharedClock,
         options: DriverOptions,
     ) -> Result<Self, DriverError> {
-        let gates: Vec<&GateConfig> = control_gates(cfg).collect();
+        let gates: Vec<&GateConfig> = cfg.shared.gates.iter().collect();
         let operators = OperatorBook::new(
             cfg.shared
                 .operators
@@ -224,9 +233,9 @@ impl GateDriver {
         let mut slots = BTreeMap::new();
         for g in gates {
             let id = g.spec.id().clone();
-            let writer = match g.spec.mode() {
-                Mode::DryRun => None,
-                Mode::Live => {
+            let writer = match (g.plane, g.spec.mode()) {
+                (Plane::Data, _) | (Plane::Control, Mode::DryRun) => None,
+                (Plane::Control, Mode::Live) => {
                     let api = api.clone().ok_or_else(|| DriverError::NoApi(id.clone()))?;
                     let target = GateTarget {
                         zone_id: g.zone_id.clone(),
@@ -269,6 +278,7 @@ impl GateDriver {
                     promoter,
                     state: GateState::new(&g.spec),
                     cfg: g.clone(),
+                    plane: g.plane,
                     writer,
                     accept_writer,
                     epoch: 0,
@@ -405,6 +415,10 @@ impl GateDriver {
                 continue;
             };
             slot.inputs = Some(drills::gate_inputs(&slot.cfg, inputs));
+            if slot.plane == Plane::Data {
+                self.follow_data_plane(slot, inputs, now);
+                continue;
+            }
             self.drill_tick(slot, inputs, now);
             if slot.busy || now < slot.backoff.not_before {
                 continue;
@@ -431,6 +445,22 @@ impl GateDriver {
                 self.spawn_sync(slot, id);
             }
         }
+    }
+
+    /// A data-plane gate's round: what Route 53 serves now, by the quorum's decisions, then
+    /// the drill's end and finish as for any gate.
+    fn follow_data_plane(self: &Arc<Self>, slot: &mut Slot, inputs: &Inputs, now: UnixMillis) {
+        self.drill_tick(slot, inputs, now);
+        if let Some(serving) = data_plane_serving(&slot.cfg, inputs) {
+            if serving != *slot.state.current() {
+                tracing::info!(gate = %slot.id(), from = %slot.state.current(), to = %serving, "data-plane gate: Route 53 serves another target by the quorum's decisions");
+                slot.last_outcome = Some(format!("Route 53 serves {serving}"));
+                if let Err(e) = slot.state.resync(&slot.cfg.spec, serving) {
+                    tracing::error!(gate = %slot.id(), error = %e, "data-plane state");
+                }
+            }
+        }
+        self.drill_finish(slot, now);
     }
 
     fn spawn_sync(self: &Arc<Self>, slot: &mut Slot, id: GateId) {
@@ -880,7 +910,7 @@ impl GateDriver {
                 let hold = s.state.last_hold();
                 GateStatus {
                     id: s.id().to_string(),
-                    plane: Plane::Control.as_str().to_owned(),
+                    plane: s.plane.as_str().to_owned(),
                     mode: s.cfg.spec.mode().as_str().to_owned(),
                     current: s.state.current().to_string(),
                     epoch: s.epoch,
@@ -930,13 +960,6 @@ fn moves_to_secondary(gate: &GateConfig, change: &PlannedChange) -> bool {
     };
     let is_secondary = |s: &DesiredState| matches!(s, DesiredState::Failover { active } if *active == secondary.id);
     is_secondary(&change.to) && !is_secondary(&change.from)
-}
-
-fn control_gates(cfg: &Config) -> impl Iterator<Item = &GateConfig> {
-    cfg.shared
-        .gates
-        .iter()
-        .filter(|g| g.plane == Plane::Control)
 }
 
 fn action(a: ChangeAction) -> &'static str {

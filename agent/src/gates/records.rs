@@ -199,7 +199,7 @@ pub fn data_plane_records(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use config::{GateTargetConfig, HealthCheckSettings, Plane};
     use quorum::gate::{GatePolicy, GateSpec, Mode, Target, WeightedTarget};
@@ -250,7 +250,7 @@ mod tests {
         RecordAnswer::Values(vec![v.to_owned()])
     }
 
-    fn failover() -> GateConfig {
+    pub(crate) fn failover() -> GateConfig {
         gate(
             GateKind::Failover {
                 primary: Target::new(t("use1"), c("app-use1")),

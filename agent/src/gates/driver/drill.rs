@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use quorum::gate::{Drill, DrillEnd, DrillRefusal, Inputs};
-use quorum::operator::{Action, CommandRejection, OperatorCommand};
+use quorum::operator::{Action, ActionError, CommandRejection, OperatorCommand};
 use quorum::{GateId, UnixMillis};
 
 use super::{GateDriver, Slot};
@@ -135,6 +135,21 @@ pub(super) fn drill_check(
     let Some(slot) = slots.get(&c.gate) else {
         return Ok(()); // refused as unknown_gate by the caller
     };
+    if slot.plane == config::Plane::Data {
+        let why = match c.action {
+            Action::Drill { dry_run: true, .. } => Some(ActionError::DataPlaneDryRun),
+            Action::Drill { .. } | Action::DrillAbort => None,
+            _ => Some(ActionError::DataPlane {
+                action: c.action.as_str(),
+            }),
+        };
+        if let Some(why) = why {
+            return Err(CommandRejection::InvalidAction {
+                gate: c.gate.clone(),
+                why,
+            });
+        }
+    }
     match c.action {
         Action::Drill { .. } => {
             if slot.busy {
