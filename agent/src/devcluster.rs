@@ -45,6 +45,10 @@ pub struct Spec {
     /// started through util-linux `prlimit` (see [`command_for`]). Tests use it to run an
     /// agent under systemd's default soft limit of 1,024.
     pub nofile: Vec<(String, u64)>,
+    /// Give every agent a public health listener (`local.health_listen`, plain HTTP on
+    /// 127.0.0.1) and its member a `health_url`: what Route 53's checkers call, and what a
+    /// data-plane gate needs.
+    pub health_listener: bool,
 }
 
 impl Spec {
@@ -75,6 +79,7 @@ impl Spec {
             log_level: "info".to_owned(),
             addresses: None,
             nofile: Vec::new(),
+            health_listener: false,
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct Agent {
     pub log_path: PathBuf,
     /// Its own state directory (audit log).
     pub state_dir: PathBuf,
+    /// Its public health listener's base URL (`Spec::health_listener`).
+    pub health_url: Option<Url>,
     pub key: SigningKey,
 }
 
@@ -122,12 +129,21 @@ pub fn write(spec: &Spec) -> anyhow::Result<Cluster> {
                 (listen, format!("{scheme}://{listen}/").parse()?)
             }
         };
+        let health = if spec.health_listener {
+            let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            let url: Url = format!("http://{listen}/").parse()?;
+            let _ = write!(members, "\n[[members]]\nhealth_url = \"{url}\"");
+            Some((listen, url))
+        } else {
+            members.push_str("\n[[members]]");
+            None
+        };
         let _ = write!(
             members,
-            "\n[[members]]\nid = \"{id}\"\nregion = \"{region}\"\nurl = \"{url}\"\npublic_key = \"{}\"\n",
+            "\nid = \"{id}\"\nregion = \"{region}\"\nurl = \"{url}\"\npublic_key = \"{}\"\n",
             keys::public_key_base64(&key.verifying_key())
         );
-        reserved.push((id.clone(), listen, url, key));
+        reserved.push((id.clone(), listen, url, key, health));
     }
     let shared = format!(
         r#"[cluster]
@@ -169,13 +185,16 @@ body_contains = "ok"
         None
     };
     let mut agents = Vec::new();
-    for (id, listen, url, key) in reserved {
+    for (id, listen, url, key, health) in reserved {
         let mut local = format!(
             "\n[local]\nagent_id = \"{id}\"\nlisten = \"{listen}\"\nkey_file = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"{}\"\n",
             dir.join(format!("{id}-signing.key")).display(),
             dir.join(&id).display(),
             spec.log_level,
         );
+        if let Some((listen, _)) = &health {
+            let _ = writeln!(local, "health_listen = \"{listen}\"");
+        }
         for (_, extra) in spec.extra_local.iter().filter(|(a, _)| *a == id) {
             local.push_str(extra);
             local.push('\n');
@@ -199,6 +218,7 @@ body_contains = "ok"
             url,
             log_path: dir.join(format!("{id}.log")),
             state_dir: dir.join(&id),
+            health_url: health.map(|(_, u)| u),
             config_path,
             id,
             key,

@@ -17,7 +17,13 @@ use tokio::net::TcpListener;
 struct Behaviour {
     down: bool,
     broken_for: BTreeSet<String>,
+    /// Route 53's health checkers (their `User-Agent`) get no answer: the app is reachable
+    /// only from inside its network, as a VPC-private endpoint is.
+    private: bool,
 }
+
+/// What Route 53's health checkers send as `User-Agent` (a prefix).
+pub const ROUTE53_USER_AGENT: &str = "Amazon-Route53-Health-Check-Service";
 
 /// The app: `GET /healthz` answers `200 ok`, or `503 down` when failing for the caller.
 #[derive(Debug)]
@@ -76,6 +82,11 @@ impl TargetApp {
         });
     }
 
+    /// Reachable only from inside (see `Behaviour::private`): Route 53's checkers time out.
+    pub fn set_private(&self, private: bool) {
+        self.with(|b| b.private = private);
+    }
+
     /// Undo every [`break_view`](Self::break_view).
     pub fn heal_views(&self) {
         self.with(|b| b.broken_for.clear());
@@ -101,11 +112,16 @@ async fn serve(listener: TcpListener, behaviour: Arc<Mutex<Behaviour>>) {
                     .get("x-quorumgate-agent")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                let failing = {
+                let checker = req
+                    .headers()
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|ua| ua.starts_with(ROUTE53_USER_AGENT));
+                let (failing, unreachable) = {
                     let b = behaviour
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    b.down || b.broken_for.contains(agent)
+                    (b.down || b.broken_for.contains(agent), b.private && checker)
                 };
                 let (status, body) = if failing {
                     (StatusCode::SERVICE_UNAVAILABLE, "down\n")
@@ -114,7 +130,13 @@ async fn serve(listener: TcpListener, behaviour: Arc<Mutex<Behaviour>>) {
                 };
                 let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
                 *resp.status_mut() = status;
-                async move { Ok::<_, Infallible>(resp) }
+                async move {
+                    if unreachable {
+                        // Longer than any checker waits; the connection then just closes.
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

@@ -10,6 +10,11 @@
 
 pub mod stats;
 
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+
 use quorum::{
     AgentId, Ballot, BallotBook, BookConfig, CheckId, ConfigDigest, DecisionPolicy, Engine, Member,
     Membership, Observation, Reason, SignedBallot, SigningKey, Status, UnixMillis,
@@ -195,4 +200,47 @@ mod tests {
         assert_eq!(down, 7);
         assert!(verdicts.iter().all(|v| v.certificate.is_some()));
     }
+}
+
+/// Builds the agent binary (release) through cargo and returns its path; `QUORUMGATE_BIN`
+/// names a prebuilt one instead. Blocking: call before the runtime starts.
+pub fn agent_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("QUORUMGATE_BIN") {
+        let p = PathBuf::from(p);
+        anyhow::ensure!(p.is_file(), "QUORUMGATE_BIN={} is not a file", p.display());
+        return Ok(p);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    // The bench profile (the release settings) reuses the library `cargo bench` just built,
+    // so only the binary is linked; `--release` would compile the whole tree a second time.
+    eprintln!("building the agent: cargo build --profile bench -p quorumgate --bin quorumgate");
+    let out = std::process::Command::new(&cargo)
+        .args([
+            "build",
+            "--profile",
+            "bench",
+            "-p",
+            "quorumgate",
+            "--bin",
+            "quorumgate",
+        ])
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", PathBuf::from(&cargo).display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cargo build --profile bench -p quorumgate failed ({})",
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "quorumgate")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .context("cargo build reported no quorumgate executable")
 }

@@ -75,19 +75,23 @@ fn closed(s: &TcpStream) -> bool {
 
 /// What the flood did.
 #[derive(Debug, Default)]
-struct FloodReport {
-    rounds: usize,
-    opened: u64,
-    reopened: u64,
-    failed_connects: u64,
+pub(crate) struct FloodReport {
+    pub(crate) rounds: usize,
+    pub(crate) opened: u64,
+    pub(crate) reopened: u64,
+    pub(crate) failed_connects: u64,
     /// Most connections open at once, seen from the test after a round.
-    max_open: usize,
+    pub(crate) max_open: usize,
 }
 
 /// Holds `FLOOD_SOURCES × PER_SOURCE` idle connections to `to`, re-opening each one the agent
 /// closes once per [`FLOOD_ROUND`], until `stop` (at most [`MAX_FLOOD_ROUNDS`] rounds).
 /// `warm` fires after [`WARM_UP_ROUNDS`] rounds.
-async fn flood(to: SocketAddr, warm: CancellationToken, stop: CancellationToken) -> FloodReport {
+pub(crate) async fn flood(
+    to: SocketAddr,
+    warm: CancellationToken,
+    stop: CancellationToken,
+) -> FloodReport {
     let mut slots: Vec<Option<TcpStream>> = (0..FLOOD_SOURCES * PER_SOURCE).map(|_| None).collect();
     let mut report = FloodReport::default();
     while report.rounds < MAX_FLOOD_ROUNDS && !stop.is_cancelled() {

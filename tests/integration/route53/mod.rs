@@ -6,6 +6,9 @@
 
 mod emulator;
 
+pub mod dataplane;
+mod dataplane_drill;
+mod dataplane_failover;
 mod drill;
 mod faults;
 mod fence;
