@@ -380,3 +380,7 @@ fn resolve_at(
 #[cfg(test)]
 #[path = "rules_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "selection_tests.rs"]
+mod selection_tests;
