@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hickory_server::proto::op::{Message, Query, ResponseCode};
-use hickory_server::proto::rr::{Name, RecordType};
+use hickory_server::proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -71,7 +71,7 @@ pub async fn exchange(
         answers: m
             .answers
             .iter()
-            .map(|r| (r.record_type().to_string(), r.ttl, r.data.to_string()))
+            .map(|r| (r.record_type().to_string(), r.ttl, presentation(&r.data)))
             .collect(),
         authority: m
             .authorities
@@ -79,6 +79,25 @@ pub async fn exchange(
             .map(|r| r.record_type().to_string())
             .collect(),
     })
+}
+
+/// A value as `dig +short` prints it: TXT strings quoted (and `"` and `\` escaped), the rest
+/// in hickory's presentation form.
+fn presentation(data: &RData) -> String {
+    match data {
+        RData::TXT(txt) => txt
+            .txt_data
+            .iter()
+            .map(|s| {
+                let s = String::from_utf8_lossy(s)
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"");
+                format!("\"{s}\"")
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
 }
 
 async fn udp_exchange(dns: SocketAddr, query: &[u8], id: u16) -> anyhow::Result<Vec<u8>> {
