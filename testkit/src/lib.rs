@@ -10,8 +10,11 @@
 //! - [`topology`]: a hub namespace plus one namespace per region, linked by veth pairs.
 //! - [`relay`]: the hub's relay, the only path between regions: latency, cuts, counters.
 //! - [`hub`]: threads inside a namespace running futures (`Topology::in_hub`, `in_region`).
+//! - [`dataplane`]: an emulated Route 53 data plane (health checkers, health rules, an
+//!   authoritative DNS server) on loopback; needs neither root nor namespaces.
 #![forbid(unsafe_code)]
 
+pub mod dataplane;
 pub mod emulator;
 pub mod hub;
 pub mod netns;
