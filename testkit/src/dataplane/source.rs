@@ -203,7 +203,8 @@ fn health_check_from_sdk(hc: &sdk::HealthCheck) -> Option<HealthCheck> {
         regions: c.regions().iter().map(|r| r.as_str().to_owned()).collect(),
         inverted: c.inverted().unwrap_or(false),
         disabled: c.disabled().unwrap_or(false),
-        enable_sni: c.enable_sni().unwrap_or(false),
+        // Absent: Route 53's default, on for the HTTPS kinds.
+        enable_sni: c.enable_sni().unwrap_or(kind.is_https()),
         children: c.child_health_checks().to_vec(),
         health_threshold: to_u32(c.health_threshold(), 0),
     })
