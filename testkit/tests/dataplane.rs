@@ -16,6 +16,7 @@ use aws_sdk_route53::types::{
     ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover, RrType,
 };
 use aws_sdk_route53::Client;
+use quorumgate_testkit::dataplane::client::exchange;
 use quorumgate_testkit::dataplane::{self, source, DataPlane, Options, Source};
 use support::{wait_for, Endpoint};
 use tokio::process::Command;
@@ -248,6 +249,22 @@ async fn failover_follows_the_agents_checks_through_the_route53_api() {
     assert!(first
         .user_agent
         .starts_with("Amazon-Route53-Health-Check-Service"));
+
+    // The zone's own SOA and NS (Route 53 made them with the zone) answer at the apex.
+    let dns = plane.dns_addr();
+    let soa = exchange(dns, "example.com", "SOA", false)
+        .await
+        .expect("soa");
+    assert_eq!(
+        (soa.rcode.as_str(), soa.authoritative, soa.answers.len()),
+        ("NoError", true, 1),
+        "{soa:?}"
+    );
+    let ns = exchange(dns, "example.com", "NS", true).await.expect("ns");
+    assert!(
+        !ns.answers.is_empty() && ns.answers.iter().all(|a| a.0 == "NS"),
+        "{ns:?}"
+    );
 
     // The status page says the same.
     let status = plane.status_addr().expect("status page");

@@ -346,49 +346,60 @@ async fn the_search_string_must_be_in_the_first_5120_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_checks_accept_any_certificate_and_send_sni_only_when_enabled() {
-    let (plain, sni) = (Endpoint::https().await, Endpoint::https().await);
-    let mut without = check("no-sni", HealthCheckKind::HttpsStrMatch, &plain);
-    without.fqdn = Some("app.example.com".into());
-    let mut with = check("sni", HealthCheckKind::Https, &sni);
-    with.fqdn = Some("app.example.com".into());
-    with.enable_sni = true;
+    // Certificates self-signed, so never valid: "HTTPS health checks don't validate SSL/TLS
+    // certificates".
+    let plain = Endpoint::https(&["app.example.com"]).await;
+    let sni = Endpoint::https(&["app.example.com"]).await;
+    let other = Endpoint::https(&["localhost"]).await;
+    let https = |id: &str, kind, e: &Endpoint, enable_sni: bool| {
+        let mut hc = check(id, kind, e);
+        hc.fqdn = Some("app.example.com".into());
+        hc.enable_sni = enable_sni;
+        hc
+    };
+    let checks = vec![
+        https("no-sni", HealthCheckKind::HttpsStrMatch, &plain, false),
+        https("sni", HealthCheckKind::Https, &sni, true),
+        https("sni-other-name", HealthCheckKind::Https, &other, true),
+    ];
     let plane = DataPlane::start(options(Source::Static(State {
-        health_checks: vec![without, with],
+        health_checks: checks,
         zones: vec![],
     })))
     .await
     .expect("start");
-    wait_for("both HTTPS endpoints polled", LIMIT, || async {
-        if plain.seen().len() >= 3 && sni.seen().len() >= 3 {
+    wait_for("every HTTPS endpoint polled", LIMIT, || async {
+        if [&plain, &sni, &other].iter().all(|e| e.seen().len() >= 3) {
             Ok(())
         } else {
             Err("not yet".to_owned())
         }
     })
     .await;
-    // The self-signed certificate for `localhost` never stopped a poll.
     let snap = plane.snapshot();
-    for id in ["no-sni", "sni"] {
+    for id in ["no-sni", "sni", "sni-other-name"] {
         let c = &snap.checks[id];
-        assert!(
-            c.healthy
-                && c.checkers
-                    .iter()
-                    .all(|k| k.last.as_ref().is_some_and(|o| o.ok)),
-            "{id}: {c:?}"
-        );
-    }
-    assert!(
-        plain.seen().iter().all(|s| s.sni.is_none()),
-        "{:?}",
-        plain.seen()
-    );
-    assert!(
-        sni.seen()
+        let all_ok = c
+            .checkers
             .iter()
-            .all(|s| s.sni.as_deref() == Some("app.example.com")),
+            .all(|k| k.last.as_ref().is_some_and(|o| o.ok));
+        assert!(c.healthy && all_ok, "{id}: {c:?}");
+    }
+    let app = Some("app.example.com".to_owned());
+    assert!(
+        plain.handshakes().iter().all(Option::is_none),
         "{:?}",
-        sni.seen()
+        plain.handshakes()
+    );
+    assert!(sni.seen().iter().all(|s| s.sni == app), "{:?}", sni.seen());
+    // A certificate without the FQDN: "a health checker will retry the handshake. In the
+    // second attempt, the health checker will omit FullyQualifiedDomainName".
+    let handshakes = other.handshakes();
+    assert!(handshakes.contains(&app), "{handshakes:?}");
+    assert!(
+        other.seen().iter().all(|s| s.sni.is_none()),
+        "{:?}",
+        other.seen()
     );
     // The FQDN is the Host header, with the port (not 443).
     assert_eq!(

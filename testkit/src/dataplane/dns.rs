@@ -51,11 +51,12 @@ pub enum Lookup {
     Answer { answers: Vec<Rr>, soa: Option<Rr> },
 }
 
-/// The zone's SOA record (its own, or a made-up one).
+/// The zone's SOA record (its own, or a made-up one when it has none that parses).
 fn soa_of(zone: &Zone) -> Rr {
     let own = rules::group(zone, &zone.name, "SOA")
         .first()
-        .and_then(|r| Some((r.ttl.unwrap_or(SYNTH_TTL), r.values.first()?.clone())));
+        .and_then(|r| Some((r.ttl.unwrap_or(SYNTH_TTL), r.values.first()?.clone())))
+        .filter(|(_, v)| RData::try_from_str(RecordType::SOA, v).is_ok());
     let (ttl, value) = own.unwrap_or_else(|| {
         (
             SYNTH_TTL,

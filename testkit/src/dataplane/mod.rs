@@ -5,7 +5,9 @@
 //!
 //! The state (health checks, hosted zones, record sets) is read from the Route 53 API (the
 //! strict emulator: what the agents and `quorumgate provision` wrote) or from a JSON file, and
-//! read again every `refresh`, so records and checks changed later are picked up.
+//! read again every `refresh`, so records and checks changed later are picked up. (Those reads
+//! show in the strict emulator's request log, and a fault plan queued without an `op` may hit
+//! them.)
 //!
 //! What it models:
 //! - endpoint checks (HTTP, HTTPS, HTTP_STR_MATCH, HTTPS_STR_MATCH, TCP): one checker per

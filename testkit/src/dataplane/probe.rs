@@ -3,7 +3,8 @@
 //! the first 5,120 bytes of a body read within 2 more seconds, all scaled by the time scale and
 //! floored at [`rules::MIN_TIMEOUT`]. HTTP/1.1 with hyper on a TCP stream bound to the
 //! checker's source address; HTTPS through tokio-rustls (aws-lc-rs) without certificate
-//! validation, with SNI only when EnableSNI is set.
+//! validation, with SNI only when EnableSNI is set (and retried without it when the
+//! certificate does not name the FQDN).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -99,16 +100,9 @@ pub async fn poll(check: &HealthCheck, config: &Prober, source: IpAddr) -> PollO
         rules::HTTP_CONNECT
     };
     let connect_timeout = rules::scaled_timeout(connect_limit, scale);
-    let stream = match timeout(connect_timeout, connect(source, target)).await {
-        Err(_) => {
-            return PollOutcome::fail(
-                start,
-                None,
-                format!("no TCP connection to {target} within {connect_timeout:?}"),
-            )
-        }
-        Ok(Err(e)) => return PollOutcome::fail(start, None, format!("connect {target}: {e:#}")),
-        Ok(Ok(s)) => s,
+    let stream = match open(source, target, connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => return PollOutcome::fail(start, None, e),
     };
     if check.kind == HealthCheckKind::Tcp {
         return PollOutcome {
@@ -119,35 +113,73 @@ pub async fn poll(check: &HealthCheck, config: &Prober, source: IpAddr) -> PollO
         };
     }
     let response_timeout = rules::scaled_timeout(rules::HTTP_RESPONSE, scale);
-    if check.kind.is_https() {
-        let (tls, name) = if check.enable_sni {
-            let name = check
-                .fqdn
-                .as_deref()
-                .and_then(|f| ServerName::try_from(f.to_owned()).ok())
-                .unwrap_or(ServerName::IpAddress(ip.into()));
-            (Arc::clone(&config.tls_sni), name)
-        } else {
-            (
-                Arc::clone(&config.tls_no_sni),
-                ServerName::IpAddress(ip.into()),
-            )
-        };
-        let handshake = TlsConnector::from(tls).connect(name, stream);
+    if !check.kind.is_https() {
         let deadline = Instant::now() + response_timeout;
-        match tokio::time::timeout_at(deadline, handshake).await {
-            Err(_) => PollOutcome::fail(
-                start,
-                None,
-                format!("no TLS handshake within {response_timeout:?}"),
-            ),
-            Ok(Err(e)) => PollOutcome::fail(start, None, format!("TLS: {e}")),
-            Ok(Ok(tls)) => http(check, tls, start, deadline, response_timeout).await,
-        }
-    } else {
-        let deadline = Instant::now() + response_timeout;
-        http(check, stream, start, deadline, response_timeout).await
+        return http(check, stream, start, deadline, response_timeout).await;
     }
+    let no_sni = ServerName::IpAddress(ip.into());
+    let sni = check
+        .fqdn
+        .as_deref()
+        .filter(|_| check.enable_sni)
+        .and_then(|f| ServerName::try_from(f.to_owned()).ok());
+    let mut deadline = Instant::now() + response_timeout;
+    let tls = match sni {
+        None => handshake(&config.tls_no_sni, no_sni, stream, deadline).await,
+        Some(name) => match handshake(&config.tls_sni, name.clone(), stream, deadline).await {
+            Ok(tls) if certificate_names(&tls, &name) => Ok(tls),
+            // "If the endpoint responds to the client_hello message with a certificate that
+            // does not include the domain name that you specified in FullyQualifiedDomainName,
+            // a health checker will retry the handshake. In the second attempt, the health
+            // checker will omit FullyQualifiedDomainName from the client_hello message."
+            Ok(_) => match open(source, target, connect_timeout).await {
+                Err(e) => Err(e),
+                Ok(stream) => {
+                    deadline = Instant::now() + response_timeout;
+                    handshake(&config.tls_no_sni, no_sni, stream, deadline).await
+                }
+            },
+            Err(e) => Err(e),
+        },
+    };
+    match tls {
+        Err(e) => PollOutcome::fail(start, None, e),
+        Ok(tls) => http(check, tls, start, deadline, response_timeout).await,
+    }
+}
+
+/// A TCP connection to `target` from `source` within `limit`, or why not.
+async fn open(source: IpAddr, target: SocketAddr, limit: Duration) -> Result<TcpStream, String> {
+    match timeout(limit, connect(source, target)).await {
+        Err(_) => Err(format!("no TCP connection to {target} within {limit:?}")),
+        Ok(Err(e)) => Err(format!("connect {target}: {e:#}")),
+        Ok(Ok(s)) => Ok(s),
+    }
+}
+
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+async fn handshake(
+    config: &Arc<ClientConfig>,
+    name: ServerName<'static>,
+    stream: TcpStream,
+    deadline: Instant,
+) -> Result<Tls, String> {
+    let connect = TlsConnector::from(Arc::clone(config)).connect(name, stream);
+    match tokio::time::timeout_at(deadline, connect).await {
+        Err(_) => Err("no TLS handshake in time".to_owned()),
+        Ok(Err(e)) => Err(format!("TLS: {e}")),
+        Ok(Ok(tls)) => Ok(tls),
+    }
+}
+
+/// Whether the endpoint's certificate names `name`.
+fn certificate_names(tls: &Tls, name: &ServerName<'_>) -> bool {
+    let Some(cert) = tls.get_ref().1.peer_certificates().and_then(<[_]>::first) else {
+        return false;
+    };
+    rustls::server::ParsedCertificate::try_from(cert)
+        .is_ok_and(|parsed| rustls::client::verify_server_name(&parsed, name).is_ok())
 }
 
 async fn connect(source: IpAddr, target: SocketAddr) -> anyhow::Result<TcpStream> {

@@ -152,13 +152,24 @@ fn record_from_sdk(r: &sdk::ResourceRecordSet) -> Option<Record> {
         values: r
             .resource_records()
             .iter()
-            .map(|v| v.value().to_owned())
+            .map(|v| unwrap_moto_value(v.value()))
             .collect(),
         alias: r.alias_target().map(|a| Alias {
             dns_name: a.dns_name().to_owned(),
             evaluate_target_health: a.evaluate_target_health(),
         }),
     })
+}
+
+/// The strict emulator (moto) lists the SOA it creates with a zone as a Python dict's repr,
+/// `{'Value': 'ns-2048.awsdns-64.com. hostmaster.example.com. 1 7200 900 1209600 86400'}`;
+/// Route 53 itself never does. Anything else is kept as is.
+fn unwrap_moto_value(value: &str) -> String {
+    value
+        .strip_prefix("{'Value': '")
+        .and_then(|v| v.strip_suffix("'}"))
+        .unwrap_or(value)
+        .to_owned()
 }
 
 async fn list_health_checks(client: &Client) -> anyhow::Result<Vec<HealthCheck>> {
@@ -203,8 +214,22 @@ fn health_check_from_sdk(hc: &sdk::HealthCheck) -> Option<HealthCheck> {
         regions: c.regions().iter().map(|r| r.as_str().to_owned()).collect(),
         inverted: c.inverted().unwrap_or(false),
         disabled: c.disabled().unwrap_or(false),
-        enable_sni: c.enable_sni().unwrap_or(false),
+        // Absent: Route 53's default, on for the HTTPS kinds.
+        enable_sni: c.enable_sni().unwrap_or(kind.is_https()),
         children: c.child_health_checks().to_vec(),
         health_threshold: to_u32(c.health_threshold(), 0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unwrap_moto_value;
+
+    #[test]
+    fn the_emulators_soa_repr_is_unwrapped() {
+        let soa = "ns-2048.awsdns-64.com. hostmaster.example.com. 1 7200 900 1209600 86400";
+        assert_eq!(unwrap_moto_value(&format!("{{'Value': '{soa}'}}")), soa);
+        assert_eq!(unwrap_moto_value(soa), soa);
+        assert_eq!(unwrap_moto_value("\"v=spf1 -all\""), "\"v=spf1 -all\"");
+    }
 }

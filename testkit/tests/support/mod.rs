@@ -38,6 +38,8 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     reply: Arc<Mutex<Reply>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// HTTPS: the SNI of every completed handshake, in order.
+    handshakes: Arc<Mutex<Vec<Option<String>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -53,10 +55,11 @@ impl Endpoint {
         Self::start(None).await
     }
 
-    /// HTTPS with a self-signed certificate for `localhost` (never valid for the checker,
-    /// which must not care).
-    pub async fn https() -> Self {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    /// HTTPS with a self-signed certificate for `names` (never valid for the checker, which
+    /// must not care).
+    pub async fn https(names: &[&str]) -> Self {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let cert = rcgen::generate_simple_self_signed(names).expect("cert");
         let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -76,13 +79,19 @@ impl Endpoint {
             body: b"200 HEALTHY".to_vec(),
         }));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (r, s) = (Arc::clone(&reply), Arc::clone(&seen));
+        let handshakes = Arc::new(Mutex::new(Vec::new()));
+        let (r, s, h) = (
+            Arc::clone(&reply),
+            Arc::clone(&seen),
+            Arc::clone(&handshakes),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let (reply, seen, tls) = (Arc::clone(&r), Arc::clone(&s), tls.clone());
+                let handshakes = Arc::clone(&h);
                 tokio::spawn(async move {
                     match tls {
                         None => serve(stream, peer.ip(), None, reply, seen).await,
@@ -91,6 +100,7 @@ impl Endpoint {
                                 return;
                             };
                             let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                            handshakes.lock().expect("handshakes").push(sni.clone());
                             serve(stream, peer.ip(), sni, reply, seen).await;
                         }
                     }
@@ -101,6 +111,7 @@ impl Endpoint {
             addr,
             reply,
             seen,
+            handshakes,
             task,
         }
     }
@@ -124,6 +135,10 @@ impl Endpoint {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("seen").clone()
+    }
+
+    pub fn handshakes(&self) -> Vec<Option<String>> {
+        self.handshakes.lock().expect("handshakes").clone()
     }
 }
 
