@@ -74,10 +74,7 @@ impl Args {
                 _ => return Ok(None),
             }
         }
-        anyhow::ensure!(
-            a.scale > 0.0 && a.scale <= 1.0,
-            "--scale is in (0, 1]"
-        );
+        anyhow::ensure!(a.scale > 0.0 && a.scale <= 1.0, "--scale is in (0, 1]");
         Ok(Some(a))
     }
 
@@ -203,7 +200,8 @@ fn report(args: &Args, results: &BTreeMap<(String, &str), Vec<Outcome>>) {
     );
     println!("|---|---|---|---|---|---|");
     for ((scenario, name), os) in results {
-        let pick = |f: fn(&Outcome) -> Option<u64>| -> Vec<u64> { os.iter().filter_map(f).collect() };
+        let pick =
+            |f: fn(&Outcome) -> Option<u64>| -> Vec<u64> { os.iter().filter_map(f).collect() };
         let to = pick(|o| o.to_secondary_ms);
         let missed = os.len() - to.len();
         let to_text = if matches!(scenario.as_str(), "down" | "private") {
@@ -219,8 +217,14 @@ fn report(args: &Args, results: &BTreeMap<(String, &str), Vec<Outcome>>) {
         println!(
             "| {scenario} | {name} | {to_text} | {} | {} | {} |",
             secs(&pick(|o| o.back_ms)),
-            os.iter().map(|o| o.false_changes.to_string()).collect::<Vec<_>>().join(", "),
-            os.iter().map(|o| o.flap_changes.to_string()).collect::<Vec<_>>().join(", "),
+            os.iter()
+                .map(|o| o.false_changes.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            os.iter()
+                .map(|o| o.flap_changes.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         );
     }
     println!(
@@ -283,7 +287,10 @@ impl Rig {
         let end = Instant::now() + Duration::from_secs(30);
         for h in &health {
             while tokio::net::TcpStream::connect(h).await.is_err() {
-                anyhow::ensure!(Instant::now() < end, "agent health listener {h} never opened");
+                anyhow::ensure!(
+                    Instant::now() < end,
+                    "agent health listener {h} never opened"
+                );
                 sleep(Duration::from_millis(50)).await;
             }
         }
@@ -381,7 +388,9 @@ async fn down(rig: &Rig, args: &Args) -> anyhow::Result<Vec<Outcome>> {
         .await;
     rig.app.set_down(false);
     let back = rig
-        .watch(limit + args.r53(10.0), |a| a.iter().all(|x| x == PRIMARY_IP))
+        .watch(limit + args.r53(10.0), |a| {
+            a.iter().all(|x| x == PRIMARY_IP)
+        })
         .await;
     Ok((0..NAMES.len())
         .map(|i| Outcome {
@@ -461,7 +470,10 @@ fn state(app: SocketAddr, standby: SocketAddr, agents: &[SocketAddr]) -> model::
             hc.failure_threshold = t;
             hc
         };
-        let (dp, ds) = (format!("direct-t{t}-primary"), format!("direct-t{t}-secondary"));
+        let (dp, ds) = (
+            format!("direct-t{t}-primary"),
+            format!("direct-t{t}-secondary"),
+        );
         checks.push(direct(&dp, app));
         checks.push(direct(&ds, standby));
         // quorumgate: a string-match check per agent, a calculated check over them.

@@ -78,13 +78,13 @@ values = ["{SECONDARY_IP}"]
 /// Three agents with public health listeners, the data-plane gate provisioned in the strict
 /// emulator, and the data-plane emulator reading it.
 pub struct DataPlaneRig {
-    pub emu: Emulator,
-    pub zone_id: String,
+    /// The strict Route 53 emulator and the standby app: kept running.
+    _emu: Emulator,
+    _standby: TargetApp,
     pub c: TestCluster,
-    pub standby: TargetApp,
     pub dp: DataPlane,
     pub operator_key: std::path::PathBuf,
-    pub keys: tempfile::TempDir,
+    _keys: tempfile::TempDir,
     /// The calculated health checks of the primary's and the secondary's records.
     pub primary_hc: String,
     pub secondary_hc: String,
@@ -110,7 +110,7 @@ impl DataPlaneRig {
         quorumgate::keys::write_signing_key(&operator_key, &key).expect("write key");
         let operator_pub = quorumgate::keys::public_key_base64(&key.verifying_key());
         let route53 = format!(
-            "[local.route53]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\nconnect_timeout = \"1s\"\nattempt_timeout = \"2s\"\noperation_timeout = \"8s\"\nmax_requests_per_second = 20\ninsync_timeout = \"0s\"\n",
+            "[local.route53]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\nconnect_timeout = \"1s\"\nattempt_timeout = \"2s\"\noperation_timeout = \"8s\"\nmax_requests_per_second = 5\ninsync_timeout = \"0s\"\n",
             emu.url
         );
         let c = TestCluster::start(|spec| {
@@ -130,14 +130,18 @@ impl DataPlaneRig {
             tweak(spec);
         })
         .await;
-        c.wait_until(Duration::from_secs(30), "both checks HEALTHY everywhere", || async {
-            let mut all = true;
-            for i in 0..c.len() {
-                let s = c.status(i).await;
-                all &= s.checks.iter().filter(|k| k.decision == "healthy").count() == 2;
-            }
-            all
-        })
+        c.wait_until(
+            Duration::from_secs(30),
+            "both checks HEALTHY everywhere",
+            || async {
+                let mut all = true;
+                for i in 0..c.len() {
+                    let s = c.status(i).await;
+                    all &= s.checks.iter().filter(|k| k.decision == "healthy").count() == 2;
+                }
+                all
+            },
+        )
         .await;
 
         // provision → Route 53 state, through the real binary and the Route 53 API.
@@ -161,7 +165,9 @@ impl DataPlaneRig {
                 .iter()
                 .find(|r| r.name() == RECORD_NAME && r.set_identifier() == Some(set))
                 .and_then(|r| r.health_check_id().map(str::to_owned))
-                .unwrap_or_else(|| panic!("provisioned record {set} with a health check: {records:#?}"))
+                .unwrap_or_else(|| {
+                    panic!("provisioned record {set} with a health check: {records:#?}")
+                })
         };
         let (primary_hc, secondary_hc) = (hc_of("primary"), hc_of("secondary"));
 
@@ -175,13 +181,12 @@ impl DataPlaneRig {
         .await
         .expect("start the data-plane emulator");
         let rig = Self {
-            emu,
-            zone_id,
+            _emu: emu,
+            _standby: standby,
             c,
-            standby,
             dp,
             operator_key,
-            keys,
+            _keys: keys,
             primary_hc,
             secondary_hc,
         };
@@ -227,9 +232,7 @@ impl DataPlaneRig {
         while start.elapsed() < dur {
             let a = self.answer().await.join(",");
             seen.queries += 1;
-            seen.first
-                .entry(a)
-                .or_insert_with(|| start.elapsed());
+            seen.first.entry(a).or_insert_with(|| start.elapsed());
             sleep(Duration::from_millis(50)).await;
         }
         seen

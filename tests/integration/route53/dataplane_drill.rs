@@ -65,9 +65,12 @@ async fn a_data_plane_drill_moves_dns_to_the_secondary_and_back_and_reports_it()
 
     // What cannot mean anything on the data plane is refused before anything is signed.
     let (ok, text) = finish(
-        drill(&rig, &["--duration", "5s", "--dry-run", "--resolver", &resolver])
-            .spawn()
-            .expect("drill"),
+        drill(
+            &rig,
+            &["--duration", "5s", "--dry-run", "--resolver", &resolver],
+        )
+        .spawn()
+        .expect("drill"),
     )
     .await;
     assert!(!ok && text.contains("no dry run"), "{text}");
@@ -87,6 +90,7 @@ async fn a_data_plane_drill_moves_dns_to_the_secondary_and_back_and_reports_it()
         String::from_utf8_lossy(&freeze.stderr)
     );
 
+    let out_dir = out.path().display().to_string();
     let (ok, text) = finish(
         drill(
             &rig,
@@ -98,9 +102,9 @@ async fn a_data_plane_drill_moves_dns_to_the_secondary_and_back_and_reports_it()
                 "--wait",
                 "90s",
                 "--out",
+                &out_dir,
             ],
         )
-        .arg(out.path())
         .spawn()
         .expect("drill"),
     )
@@ -151,11 +155,20 @@ async fn an_aborted_data_plane_drill_returns_dns_to_the_primary() {
     let rig = DataPlaneRig::start().await;
     let out = tempfile::tempdir().expect("tempdir");
     let resolver = rig.dns().to_string();
+    let out_dir = out.path().display().to_string();
     let child = drill(
         &rig,
-        &["--duration", "10m", "--resolver", &resolver, "--wait", "90s", "--out"],
+        &[
+            "--duration",
+            "10m",
+            "--resolver",
+            &resolver,
+            "--wait",
+            "90s",
+            "--out",
+            &out_dir,
+        ],
     )
-    .arg(out.path())
     .spawn()
     .expect("drill");
     rig.wait_answer(Duration::from_secs(40), SECONDARY_IP).await;

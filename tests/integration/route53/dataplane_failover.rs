@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::time::{sleep, Instant};
 
 use super::dataplane::{
-    failing_checkers, polls, DataPlaneRig, FAILURE_THRESHOLD, INTERVAL_S, PRIMARY_IP,
-    SECONDARY_IP, TIME_SCALE,
+    failing_checkers, polls, DataPlaneRig, FAILURE_THRESHOLD, INTERVAL_S, PRIMARY_IP, SECONDARY_IP,
+    TIME_SCALE,
 };
 
 /// One checker round at the test's scale.
@@ -41,7 +41,8 @@ async fn a_minority_of_broken_agents_never_moves_dns() {
     assert_eq!(own.as_deref(), Some("unhealthy"), "euw1's own vote");
     let after = polls(&rig.dp.snapshot(), &rig.primary_hc);
     // 3 agents × 3 regions, one poll per checker interval.
-    let min_polls = 9 * ((window.as_secs_f64() / checker_interval(TIME_SCALE).as_secs_f64()) as u64 - 1);
+    let min_polls =
+        9 * ((window.as_secs_f64() / checker_interval(TIME_SCALE).as_secs_f64()) as u64 - 1);
     assert!(
         after - before >= min_polls,
         "the checkers polled {} times in the window, expected at least {min_polls}",
@@ -98,7 +99,10 @@ async fn every_agent_gone_fails_open_to_the_primary() {
             assert!(failing_checkers(&s, &rig.primary_hc) >= 3);
             break;
         }
-        assert!(Instant::now() < end, "both calculated checks never went unhealthy: {s:#?}");
+        assert!(
+            Instant::now() < end,
+            "both calculated checks never went unhealthy: {s:#?}"
+        );
         sleep(Duration::from_millis(50)).await;
     }
     let seen = rig.sample(checker_interval(TIME_SCALE) * 3).await;
@@ -113,7 +117,10 @@ async fn every_agent_gone_fails_open_to_the_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooded_health_listener_fails_open_never_over() {
     let own = quorumgate::fdlimit::raise_nofile();
-    assert!(own.soft >= 4_096, "the test needs RLIMIT_NOFILE >= 4096: {own:?}");
+    assert!(
+        own.soft >= 4_096,
+        "the test needs RLIMIT_NOFILE >= 4096: {own:?}"
+    );
     // use1 under systemd's default descriptor limit, so 2,000 idle connections saturate it.
     let rig = DataPlaneRig::start_with(TIME_SCALE, FAILURE_THRESHOLD, |spec| {
         spec.nofile = vec![("use1".to_owned(), 1_024)];
@@ -124,7 +131,10 @@ async fn a_flooded_health_listener_fails_open_never_over() {
         .clone()
         .expect("health listener");
     let to = std::net::SocketAddr::new(
-        health.host_str().and_then(|h| h.parse().ok()).expect("IP host"),
+        health
+            .host_str()
+            .and_then(|h| h.parse().ok())
+            .expect("IP host"),
         health.port().expect("port"),
     );
     let cap = crate::support::metric(
@@ -191,16 +201,21 @@ async fn agents_restarted_during_an_outage_never_send_dns_back_to_the_primary() 
     rig.c.spawn_stopped();
     for i in 0..rig.c.len() {
         rig.c
-            .wait_until(Duration::from_secs(30), "agent ready after restart", || async {
-                rig.c.health(i).await.is_some()
-            })
+            .wait_until(
+                Duration::from_secs(30),
+                "agent ready after restart",
+                || async { rig.c.health(i).await.is_some() },
+            )
             .await;
     }
     let downtime = down_at.elapsed();
     // Until the first quorum verdict each agent answers its persisted decision (503 for the
     // broken primary), never the configured initial state.
     let healths = rig.c.healths().await;
-    assert!(healths.iter().all(|h| *h == Some(503)), "primary's health right after restart: {healths:?}");
+    assert!(
+        healths.iter().all(|h| *h == Some(503)),
+        "primary's health right after restart: {healths:?}"
+    );
     // Checkers keep polling the restarted agents for several thresholds' worth.
     sleep(checker_interval(scale) * (threshold as u32 + 2)).await;
     stop.cancel();
