@@ -13,6 +13,7 @@ pub mod stats;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use anyhow::Context as _;
 use serde_json::Value;
 
 use quorum::{

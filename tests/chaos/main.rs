@@ -8,6 +8,7 @@
 //! (nextest group `chaos`): each starts three agents, and on a small machine two clusters at
 //! once only add noise to their timing.
 
+mod dns;
 mod report;
 mod rig;
 // Scenarios 4, 6, 7: a byzantine member (test code only) and a Route 53 gate on the rig.

@@ -30,7 +30,9 @@ fn majority_tally(s: &quorumgate::status::Status) -> Option<(usize, usize)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_minority_reports_no_quorum_and_nothing_flips() {
     let mut row = Row::new("1_minority_partition");
-    let rig = Rig::start(Options::new("minor")).await;
+    let mut opts = Options::new("minor");
+    opts.dataplane = true;
+    let rig = Rig::start(opts).await;
     rig.wait_converged(
         Duration::from_secs(20),
         "all three agree before the partition",
@@ -62,7 +64,8 @@ async fn isolated_minority_reports_no_quorum_and_nothing_flips() {
     )
     .await;
 
-    // Hold the partition for two hold-downs, watching every agent.
+    // Hold the partition for two hold-downs, watching every agent and DNS.
+    let polls_before = rig.dns.as_ref().map_or(0, crate::dns::ChaosDns::polls);
     let end = Instant::now() + 2 * hold_down;
     let mut last_tally_at = [0u64; 3];
     let mut fresh_tallies = [0u32; 3];
@@ -121,8 +124,20 @@ async fn isolated_minority_reports_no_quorum_and_nothing_flips() {
                 }
             }
         }
+        assert_eq!(
+            rig.dns_answer().await,
+            crate::dns::PRIMARY_IP,
+            "DNS moved during the partition"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Route 53 was looking: every checker polled every agent throughout the partition.
+    let polls = rig.dns.as_ref().map_or(0, crate::dns::ChaosDns::polls) - polls_before;
+    let rounds = (2 * hold_down).as_secs_f64() / (10.0 * crate::dns::TIME_SCALE);
+    assert!(
+        polls as f64 >= 9.0 * (rounds - 2.0),
+        "Route 53's checkers polled only {polls} times during the partition"
+    );
     // "Keeps deciding": a new tally kept coming on both majority agents.
     for i in (0..rig.len()).filter(|i| *i != ISOLATED) {
         assert!(

@@ -71,6 +71,9 @@ pub struct Options {
     pub canary_abstain_after: Option<u32>,
     /// Start the strict Route 53 emulator in the hub (tests/fixtures/moto_strict.py).
     pub emulator: bool,
+    /// Route 53's data plane in the hub ([`crate::dns`]): every agent gets a public health
+    /// listener and the scenario can ask what DNS answers.
+    pub dataplane: bool,
     /// Extra shared TOML (checks, gates), placed before `[local]` in every agent's config.
     pub extra_shared: String,
     /// Extra `[local]` TOML per agent index (appended after the rig's own `[local]` keys).
@@ -96,6 +99,7 @@ impl Options {
             latency: Duration::from_millis(35),
             canary_abstain_after: None,
             emulator: false,
+            dataplane: false,
             extra_shared: String::new(),
             extra_local: BTreeMap::new(),
             env: BTreeMap::new(),
@@ -146,6 +150,7 @@ pub struct Rig {
     // Drop order: processes, then apps, then the namespaces.
     children: Vec<Option<Child>>,
     pub emulator: Option<HubEmulator>,
+    pub dns: Option<crate::dns::ChaosDns>,
     pub target: TargetApp,
     pub canary: Option<TargetApp>,
     pub agents: Vec<AgentFiles>,
@@ -217,6 +222,14 @@ impl Rig {
                 a.state_dir.display(),
                 opts.log_level,
             );
+            if opts.dataplane {
+                let _ = writeln!(
+                    local,
+                    "health_listen = \"{}:{}\"",
+                    region_addr(i),
+                    crate::dns::HEALTH_PORT
+                );
+            }
             if let (Some(after), Some(vip)) = (opts.canary_abstain_after, canary_vip) {
                 let _ = write!(
                     local,
@@ -235,6 +248,7 @@ impl Rig {
         let mut rig = Self {
             children: Vec::new(),
             emulator,
+            dns: None,
             target,
             canary,
             agents,
@@ -261,7 +275,30 @@ impl Rig {
             )
             .await;
         }
+        if rig.opts.dataplane {
+            let dns = crate::dns::ChaosDns::start(&rig.topo, rig.len()).await;
+            let end = Instant::now() + Duration::from_secs(30);
+            // Every checker has seen every agent answer HEALTHY (not merely "healthy until
+            // enough data"), and DNS answers the primary.
+            while !(dns.all_seen_healthy() && dns.answer(&rig.topo).await == crate::dns::PRIMARY_IP)
+            {
+                assert!(
+                    Instant::now() < end,
+                    "Route 53's checkers never saw every agent healthy: {:#?}\n{}",
+                    dns.snapshot(),
+                    rig.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            rig.dns = Some(dns);
+        }
         rig
+    }
+
+    /// What DNS answers for the data-plane record (`Options::dataplane`).
+    pub async fn dns_answer(&self) -> String {
+        let dns = self.dns.as_ref().expect("started with Options::dataplane");
+        dns.answer(&self.topo).await
     }
 
     #[must_use]
@@ -543,10 +580,20 @@ fn require_tools(opts: &Options) {
 
 fn shared_toml(opts: &Options, agents: &[AgentFiles], target: SocketAddrV4) -> String {
     let mut members = String::new();
-    for a in agents {
+    for (i, a) in agents.iter().enumerate() {
+        if opts.dataplane {
+            let _ = write!(
+                members,
+                "\n[[members]]\nhealth_url = \"http://{}:{}/\"",
+                region_addr(i),
+                crate::dns::HEALTH_PORT
+            );
+        } else {
+            members.push_str("\n[[members]]");
+        }
         let _ = write!(
             members,
-            "\n[[members]]\nid = \"{}\"\nregion = \"{}\"\nurl = \"http://{}/\"\npublic_key = \"{}\"\n",
+            "\nid = \"{}\"\nregion = \"{}\"\nurl = \"http://{}/\"\npublic_key = \"{}\"\n",
             a.id,
             a.region,
             a.vip,

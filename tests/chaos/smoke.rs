@@ -1,6 +1,7 @@
 //! The rig itself: three agents in three namespaces, reaching each other and the target only
 //! through the relay, agree that the target is healthy; taking the target down is decided by
-//! all three. Proves the harness before any scenario relies on it.
+//! all three, and Route 53's data plane (in the hub) then answers the secondary. Proves the
+//! harness before any scenario relies on it.
 
 use std::time::Duration;
 
@@ -10,7 +11,9 @@ use crate::rig::{Options, Rig};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_regions_agree_through_the_relay() {
     let mut row = Row::new("smoke");
-    let rig = Rig::start(Options::new("smoke")).await;
+    let mut opts = Options::new("smoke");
+    opts.dataplane = true;
+    let rig = Rig::start(opts).await;
     rig.wait_until(
         Duration::from_secs(20),
         "every agent healthy with all three ballots live",
@@ -53,6 +56,13 @@ async fn three_regions_agree_through_the_relay() {
                 .iter()
                 .all(|s| Rig::decision(s).0 == "unhealthy")
         },
+    )
+    .await;
+    // Route 53's checkers see the agents' 503s: DNS answers the secondary.
+    rig.wait_until(
+        Duration::from_secs(30),
+        "DNS answers the secondary",
+        || async { rig.dns_answer().await == crate::dns::SECONDARY_IP },
     )
     .await;
     row.flips_expected = 1;

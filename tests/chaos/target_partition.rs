@@ -28,6 +28,7 @@ async fn run(scenario: &str, tag: &str, abstain_after: Option<u32>, expect: Expe
     let mut row = Row::new(scenario);
     let mut opts = Options::new(tag);
     opts.canary_abstain_after = abstain_after;
+    opts.dataplane = true;
     let rig = Rig::start(opts).await;
     rig.wait_converged(Duration::from_secs(20), "all three agree before the cut")
         .await;
@@ -65,6 +66,11 @@ async fn run(scenario: &str, tag: &str, abstain_after: Option<u32>, expect: Expe
     let (mut samples, mut expected_samples, mut starved_samples) = (0u32, 0u32, 0u32);
     while Instant::now() < end {
         samples += 1;
+        assert_eq!(
+            rig.dns_answer().await,
+            crate::dns::PRIMARY_IP,
+            "DNS moved while one region was blind"
+        );
         let mut as_expected = true;
         for (i, s) in rig.statuses().await.iter().enumerate() {
             let (decision, outcome) = Rig::decision(s);

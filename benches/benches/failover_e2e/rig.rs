@@ -4,7 +4,6 @@
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use quorumgate::net;
 use quorumgate::status::Status;
 use quorumgate::target_app::TargetApp;
 use quorumgate_testkit::{region_addr, Home, Topology};
-use serde_json::Value;
 use tokio::process::Child;
 
 use crate::emulator::{Emulator, PRIMARY_IP, RECORD_NAME, RECORD_TTL_S, SECONDARY_IP, ZONE_NAME};
