@@ -1,0 +1,1 @@
+//! The sidecar: see the tests below.
