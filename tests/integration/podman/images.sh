@@ -39,26 +39,45 @@ if ! have "$systemd_tag"; then
     | podman import --quiet --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$systemd_tag" >/dev/null
 fi
 
+# The extract variant unpacks the packages and runs no maintainer script and no hook: the rest
+# is done here on a directory, then imported.
+work=$(mktemp -d "$CACHE/root.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
 if ! have "$base_tag"; then
   echo "building $base_tag (mmdebstrap extract: libc6, libgcc-s1, ca-certificates, tzdata, netbase)" >&2
+  root="$work/base"
   mmdebstrap --quiet --variant=extract --include=libc6,libgcc-s1,ca-certificates,tzdata,netbase \
-    --customize-hook='mkdir -p "$1"/etc/ssl/certs && cat "$1"/usr/share/ca-certificates/mozilla/*.crt > "$1"/etc/ssl/certs/ca-certificates.crt' \
-    --customize-hook='printf "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n" > "$1"/etc/passwd' \
-    --customize-hook='printf "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n" > "$1"/etc/group' \
-    --customize-hook='install -d -m 0700 -o 65532 -g 65532 "$1"/home/nonroot && install -d -m 0700 "$1"/root && install -d -m 1777 "$1"/tmp' \
-    --customize-hook='rm -rf "$1"/usr/share/man "$1"/usr/share/info "$1"/usr/share/lintian "$1"/usr/share/locale "$1"/var/cache/apt "$1"/var/lib/apt "$1"/var/lib/dpkg "$1"/var/log/*' \
-    "$SUITE" - \
-    | podman import --quiet - "$base_tag" >/dev/null
+    "$SUITE" "$root"
+  mkdir -p "$root/etc/ssl/certs"
+  cat "$root"/usr/share/ca-certificates/mozilla/*.crt > "$root/etc/ssl/certs/ca-certificates.crt"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > "$root/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n' > "$root/etc/group"
+  install -d -m 0700 -o 65532 -g 65532 "$root/home/nonroot"
+  install -d -m 0700 "$root/root"
+  install -d -m 1777 "$root/tmp"
+  rm -rf "$root"/usr/share/man "$root"/usr/share/info "$root"/usr/share/lintian \
+    "$root"/usr/share/locale "$root"/var/cache/apt "$root"/var/lib/apt "$root"/var/lib/dpkg \
+    "$root"/var/log/*
+  tar -C "$root" --numeric-owner -c . | podman import --quiet - "$base_tag" >/dev/null
 fi
 
 if ! have "$busybox_tag"; then
   echo "building $busybox_tag (busybox-static)" >&2
-  mmdebstrap --quiet --variant=extract --include=busybox-static \
-    --customize-hook='for a in sh rm cat ls id httpd sleep; do ln -sf busybox "$1"/bin/$a; done' \
-    --customize-hook='install -d -m 0755 "$1"/www "$1"/tmp && echo ok > "$1"/www/healthz' \
-    --customize-hook='rm -rf "$1"/usr/share "$1"/var/cache/apt "$1"/var/lib/apt "$1"/var/lib/dpkg' \
-    "$SUITE" - \
+  root="$work/busybox"
+  mmdebstrap --quiet --variant=extract --include=busybox-static "$SUITE" "$root"
+  for a in sh rm cat ls id httpd sleep; do ln -sf busybox "$root/bin/$a"; done
+  install -d -m 0755 "$root/www"
+  install -d -m 1777 "$root/tmp"
+  echo ok > "$root/www/healthz"
+  rm -rf "$root"/usr/share "$root"/var/cache/apt "$root"/var/lib/apt "$root"/var/lib/dpkg
+  tar -C "$root" --numeric-owner -c . \
     | podman import --quiet --change 'CMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]' - "$busybox_tag" >/dev/null
 fi
+
+# Older generations of these images (an earlier version of this script) only take disk space.
+podman images --format '{{.Repository}}:{{.Tag}}' \
+  | grep -E '^localhost/quorumgate-test-(systemd|base|busybox):' | grep -v ":$KEY\$" \
+  | while read -r old; do podman rmi "$old" >/dev/null 2>&1 || true; done || true
 
 printf '%s\n' "$systemd_tag" "$base_tag" "$busybox_tag"

@@ -74,9 +74,19 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
         .unwrap_or_else(|e| panic!("run {program}: {e}"))
 }
 
+/// `podman` with this suite's engine settings (`containers.conf` beside this file).
+fn podman_cmd() -> Command {
+    let mut c = Command::new("podman");
+    c.env(
+        "CONTAINERS_CONF",
+        repo("tests/integration/podman/containers.conf"),
+    );
+    c
+}
+
 /// `podman ARGS`, bounded to two minutes; `(success, stdout + stderr)`.
 pub fn podman(args: &[&str]) -> (bool, String) {
-    let out = run_bounded(Command::new("podman").args(args), Duration::from_secs(120));
+    let out = run_bounded(podman_cmd().args(args), Duration::from_secs(120));
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
@@ -84,7 +94,7 @@ pub fn podman(args: &[&str]) -> (bool, String) {
 
 /// `podman ARGS`, which must succeed; its stdout, trimmed.
 pub fn podman_ok(args: &[&str]) -> String {
-    let out = run_bounded(Command::new("podman").args(args), Duration::from_secs(180));
+    let out = run_bounded(podman_cmd().args(args), Duration::from_secs(180));
     assert!(
         out.status.success(),
         "podman {}: {}{}",
@@ -221,7 +231,12 @@ pub fn images() -> &'static Images {
     static IMAGES: OnceLock<Images> = OnceLock::new();
     IMAGES.get_or_init(|| {
         let out = run_bounded(
-            Command::new("bash").arg(repo("tests/integration/podman/images.sh")),
+            Command::new("bash")
+                .arg(repo("tests/integration/podman/images.sh"))
+                .env(
+                    "CONTAINERS_CONF",
+                    repo("tests/integration/podman/containers.conf"),
+                ),
             Duration::from_secs(900),
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
