@@ -72,7 +72,7 @@ if ! have "$busybox_tag"; then
   echo ok > "$root/www/healthz"
   rm -rf "$root"/usr/share "$root"/var/cache/apt "$root"/var/lib/apt "$root"/var/lib/dpkg
   tar -C "$root" --numeric-owner -c . \
-    | podman import --quiet --change 'CMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]' - "$busybox_tag" >/dev/null
+    | podman import --quiet --change 'ENV PATH=/bin' --change 'CMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]' - "$busybox_tag" >/dev/null
 fi
 
 # Older generations of these images (an earlier version of this script) only take disk space.

@@ -300,16 +300,6 @@ health_listen = "0.0.0.0:8443"
     drop(net);
 }
 
-/// A multi-line PEM as a YAML block scalar under `key:` at `indent` spaces.
-fn yaml_block(key: &str, text: &str, indent: usize) -> String {
-    let pad = " ".repeat(indent);
-    let mut out = format!("{key}: |\n");
-    for line in text.lines() {
-        out.push_str(&format!("{pad}  {line}\n"));
-    }
-    out
-}
-
 /// Replaces `from` by `to` in `text`, which must contain it exactly once.
 fn replace_once(text: &str, from: &str, to: &str) -> String {
     assert_eq!(
@@ -321,7 +311,7 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
 }
 
 /// `podman kube play` of the shipped ConfigMap, Secrets and Deployment (service.yaml: podman
-/// runs no Services). The test fills in what an operator fills in — the Secrets' values and
+/// runs no Services; the Secrets as files, see below). The test fills in what an operator fills in — the Secrets' values and
 /// use1's public key — and points the addresses that name other regions and AWS at 127.0.0.1
 /// (nothing here may reach them); probes, securityContext, volumes, the init container and the
 /// images' names are the shipped ones (the local images are tagged with those names). The
@@ -377,37 +367,59 @@ async fn kube_play_runs_the_shipped_manifests_and_the_agent_becomes_ready() {
     ] {
         configmap = replace_once(&configmap, from, to);
     }
-    let mut secret = deploy("secret.yaml");
-    secret = replace_once(
-        &secret,
-        "agent.key: \"REPLACE-ME: quorumgate keygen --out agent.key\"",
-        &format!("agent.key: \"{}\"", key_text.trim()),
-    );
+    // The Secrets: the shipped placeholders, filled in, as files the way a kubelet presents a
+    // Secret volume with the pod's fsGroup (root-owned, group 65532, mode 0440). podman 4.3
+    // (Debian 12) cannot present them itself: it runs no `kind: Secret`, crashes on a secret
+    // volume without `optional:` (deployment.yaml now spells out `optional: false`), and when
+    // given a podman secret writes the volume's files base64-encoded. So the played Deployment
+    // mounts these directories (hostPath) where it names the Secrets.
+    let secret = deploy("secret.yaml");
     let (_, cert, cert_key) = &pki.certs[0];
-    for (k, text) in [
-        ("tls.crt", read(cert)),
-        ("tls.key", read(cert_key)),
-        ("ca.crt", read(&pki.ca_file)),
+    let values = [
+        ("quorumgate-agent-key", "agent.key", key_text.clone()),
+        ("quorumgate-tls", "tls.crt", read(cert)),
+        ("quorumgate-tls", "tls.key", read(cert_key)),
+        ("quorumgate-tls", "ca.crt", read(&pki.ca_file)),
+    ];
+    for (name, k, v) in &values {
+        assert!(
+            secret.contains(&format!("name: {name}\n"))
+                && secret.contains(&format!("  {k}: \"REPLACE-ME")),
+            "secret.yaml changed: no {name} with a {k} placeholder"
+        );
+        let file = dir.path().join("secrets").join(name).join(k);
+        write(&file, v, 0o440);
+        std::os::unix::fs::chown(&file, Some(0), Some(65532)).expect("chown");
+    }
+    let mut deployment = deploy("deployment.yaml");
+    for (volume, name) in [
+        ("agent-key-secret", "quorumgate-agent-key"),
+        ("tls", "quorumgate-tls"),
     ] {
-        let line = secret
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{k}: \"REPLACE-ME")))
-            .unwrap_or_else(|| panic!("secret.yaml has no {k} placeholder"))
-            .to_owned();
-        let indent = line.len() - line.trim_start().len();
-        secret = replace_once(
-            &secret,
-            &format!("{line}\n"),
-            &format!("{}{}", " ".repeat(indent), yaml_block(k, &text, indent)),
+        deployment = replace_once(
+            &deployment,
+            &format!(
+                "        - name: {volume}\n          secret:\n            secretName: {name}\n            defaultMode: 0440\n            optional: false\n"
+            ),
+            &format!(
+                "        - name: {volume}\n          hostPath:\n            path: {}\n            type: Directory\n",
+                dir.path().join("secrets").join(name).display()
+            ),
         );
     }
-    let deployment = deploy("deployment.yaml");
+    // One adaptation for podman 4.3: it applies the pod's restart policy (a Deployment's is
+    // Always) to init containers too, restarts the finished key-copying init container and then
+    // fails to remove it ("failed to remove once init container … as it is running", podman
+    // issue 16343, fixed in later releases). Kubernetes runs init containers once whatever the
+    // policy; OnFailure gives podman that behaviour. (Deployments accept only Always on a real
+    // cluster, so the shipped file keeps it implicit.)
+    let deployment = replace_once(
+        &deployment,
+        "      automountServiceAccountToken: false\n",
+        "      automountServiceAccountToken: false\n      restartPolicy: OnFailure\n",
+    );
     let manifest = dir.path().join("play.yaml");
-    std::fs::write(
-        &manifest,
-        format!("{configmap}\n---\n{secret}\n---\n{deployment}"),
-    )
-    .expect("write manifest");
+    std::fs::write(&manifest, format!("{configmap}\n---\n{deployment}")).expect("write manifest");
 
     // The images under the names the Deployment uses.
     let names = [
@@ -431,7 +443,8 @@ async fn kube_play_runs_the_shipped_manifests_and_the_agent_becomes_ready() {
     }
     let _untag = Untag(names.iter().map(|(_, t)| *t).collect());
 
-    let pod = "app-quorumgate-pod";
+    // podman 4.3 names a Deployment's pod `<name>-pod-0`.
+    let pod = "app-quorumgate-pod-0";
     let _ = podman(&["pod", "rm", "-f", "-t", "0", pod]);
     let started = Instant::now();
     let played = podman_ok(&[
