@@ -354,6 +354,30 @@ fn dockerfile_builds_a_small_non_root_image() {
             "{k}: the image may only fix agent-local settings (shared ones change the digest)"
         );
     }
+    // The podman tests build `--target prebuilt`: the same image but for where the binary
+    // comes from.
+    let prebuilt = dockerfile_target(Some("prebuilt"));
+    assert_eq!(
+        (
+            &prebuilt.base,
+            &prebuilt.entrypoint,
+            &prebuilt.cmd,
+            &prebuilt.env,
+            &prebuilt.user,
+            &prebuilt.volumes,
+            &prebuilt.expose
+        ),
+        (
+            &image.base,
+            &image.entrypoint,
+            &image.cmd,
+            &image.env,
+            &image.user,
+            &image.volumes,
+            &image.expose
+        ),
+        "the prebuilt target differs from the default one"
+    );
     let ignore = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.dockerignore"))
         .expect(".dockerignore");
     for needed in ["target/", ".git/", "**/*.key"] {

@@ -38,6 +38,9 @@ const TIMEOUT_STOP: Duration = Duration::from_secs(10);
 /// Slack for a busy 2-core machine on top of systemd's own timers.
 const SLACK: Duration = Duration::from_secs(10);
 
+/// When, since the poller started, and what `/v1/health/app` answered (`None`: unreachable).
+type Answer = (Duration, Option<u16>);
+
 /// The two packages, revision 1 and 2 of the same build, in `dir/debs/`.
 struct Debs {
     dir: tempfile::TempDir,
@@ -324,7 +327,6 @@ async fn deb_under_systemd_ready_watchdog_upgrade_and_purge() {
 
     // The watchdog: a main loop that stops turning (SIGSTOP) is killed and restarted.
     let pid = b.show("MainPID");
-    let stopped = Instant::now();
     exec_ok(b.name(), &format!("kill -STOP {pid}"));
     let limit = WATCHDOG + RESTART + SLACK;
     let took = wait_for(
@@ -348,7 +350,6 @@ async fn deb_under_systemd_ready_watchdog_upgrade_and_purge() {
     eprintln!(
         "SIGSTOP → restarted by the watchdog after {took:?} (WatchdogSec {WATCHDOG:?} + RestartSec {RESTART:?})"
     );
-    let _ = stopped;
 
     // The app fails: the quorum declares it down, and the decision is persisted.
     app.set_down(true);
@@ -378,7 +379,7 @@ async fn deb_under_systemd_ready_watchdog_upgrade_and_purge() {
     .await;
 
     // Upgrade while running, with a poller asserting that nothing answers 200 meanwhile.
-    let seen: Arc<Mutex<Vec<(Duration, Option<u16>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Answer>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let poller = {
         let (seen, done, url) = (
