@@ -7,6 +7,10 @@
 #     check deploy/: the Prometheus rules and their unit tests, the Kubernetes manifests.
 #   - wrk, the load generator of tests/integration/load.rs and benches/load/.
 #   - iproute2 and libfaketime for the chaos suite (network namespaces, a skewed clock).
+#   - podman with runc, catatonit (pods' infra image), mmdebstrap, acl (setfacl) and cargo-deb
+#     for the podman tests (tests/integration/podman): Debian 12 containers booting systemd, the
+#     .deb, the image and `podman kube play`. Their local images are built from Debian's
+#     mirror by tests/integration/podman/images.sh, run here so the tests find them cached.
 #   - a Python virtualenv with the pinned moto[server] (tests/fixtures/requirements.txt); the
 #     tests start their own strict Route 53 / RDS emulators from it.
 # Prints nothing but progress; exits non-zero if anything cannot be installed.
@@ -65,6 +69,23 @@ if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (HTTP load generator)"
   apt_install wrk
 fi
+
+# The podman tests. runc, not crun: crun refuses this host kind's hybrid cgroups.
+need=()
+for tool in podman runc catatonit mmdebstrap setfacl objcopy; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "installing ${need[*]} (for the podman tests)"
+  apt_install podman runc catatonit mmdebstrap acl binutils uidmap
+fi
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "installing cargo-deb (builds the .deb the podman tests install)"
+  cargo install cargo-deb --locked
+fi
+echo "building the podman tests' local images (cached by tests/integration/podman/images.sh's hash)"
+CONTAINERS_CONF="$PWD/tests/integration/podman/containers.conf" \
+  bash tests/integration/podman/images.sh >/dev/null
 
 venv="$DEPS_DIR/moto-venv"
 req=tests/fixtures/requirements.txt

@@ -25,8 +25,10 @@ if cargo tree --workspace -e normal -i ring 2>/dev/null | grep -q '^ring'; then
   exit 1
 fi
 
-step "test dependencies (PostgreSQL, MariaDB, systemd-analyze, promtool, PyYAML, the moto emulator)"
+step "test dependencies (PostgreSQL, MariaDB, systemd-analyze, promtool, PyYAML, the moto emulator, podman)"
 bash scripts/test-deps.sh
+# test-deps.sh installed podman and friends: the podman tests must run, not skip.
+export QG_REQUIRE_PODMAN=1
 export QG_MOTO_PYTHON="${QG_DEPS_DIR:-$HOME/.cache/quorumgate}/moto-venv/bin/python"
 
 step "fuzzing: 20 s of libFuzzer per cheap target, stable Rust (fuzz/README.md; the corpora replay in nextest)"

@@ -33,6 +33,11 @@ pub enum KeyError {
 }
 
 /// Loads a signing key; refuses files other users can read.
+///
+/// One exception: a file whose group bits are only the mask of a POSIX ACL that grants this
+/// process's own user and nobody else (no group entry, no other user). systemd 255 and later
+/// hand `LoadCredential=` files to a `DynamicUser=` service that way (root-owned, mode 0440,
+/// `user:<the service's uid>:r--`), which is no more open than a 0400 file of that user.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     let read_err = |source| KeyError::Read {
         path: path.to_owned(),
@@ -40,7 +45,11 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     };
     let meta = fs::metadata(path).map_err(read_err)?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    let own_acl_only = || {
+        mode & 0o007 == 0
+            && acl_grants_only(path, rustix::process::geteuid().as_raw()).unwrap_or(false)
+    };
+    if mode & 0o077 != 0 && !own_acl_only() {
         return Err(KeyError::TooOpen {
             path: path.to_owned(),
             mode,
@@ -51,6 +60,63 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
         path: path.to_owned(),
         why,
     })
+}
+
+/// Whether `path` has a POSIX access ACL whose entries beyond the owner's grant access to user
+/// `uid` only: no named group, no other named user, and the owning group gets nothing. `false`
+/// without an ACL (the group bits are then the group's own).
+fn acl_grants_only(path: &Path, uid: u32) -> std::io::Result<bool> {
+    let mut buf = [0u8; 1024];
+    let len = match rustix::fs::getxattr(path, "system.posix_acl_access", &mut buf) {
+        Ok(len) => len,
+        Err(e) if e == rustix::io::Errno::NODATA || e == rustix::io::Errno::NOTSUP => {
+            return Ok(false)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(acl_xattr_grants_only(&buf[..len], uid))
+}
+
+/// The check of [`acl_grants_only`] on the kernel's `system.posix_acl_access` value: a 4-byte
+/// version (2), then 8-byte entries (tag u16, permissions u16, id u32, little-endian).
+fn acl_xattr_grants_only(value: &[u8], uid: u32) -> bool {
+    const USER: u16 = 0x02;
+    const GROUP_OBJ: u16 = 0x04;
+    const GROUP: u16 = 0x08;
+    const MASK: u16 = 0x10;
+    const OTHER: u16 = 0x20;
+    let Some((version, entries)) = value.split_first_chunk::<4>() else {
+        return false;
+    };
+    if u32::from_le_bytes(*version) != 2 || entries.is_empty() || entries.len() % 8 != 0 {
+        return false;
+    }
+    let entries: Vec<(u16, u16, u32)> = entries
+        .chunks_exact(8)
+        .map(|e| {
+            (
+                u16::from_le_bytes([e[0], e[1]]),
+                u16::from_le_bytes([e[2], e[3]]) & 0o7,
+                u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+            )
+        })
+        .collect();
+    // Named entries and the owning group are limited by the mask; no mask, no named entries.
+    let mask = entries
+        .iter()
+        .find(|(tag, _, _)| *tag == MASK)
+        .map_or(0o7, |(_, perm, _)| *perm);
+    let mut grants_uid = false;
+    for (tag, perm, id) in entries {
+        let effective = perm & mask;
+        match tag {
+            USER if id == uid => grants_uid = effective != 0,
+            USER | GROUP | GROUP_OBJ if effective != 0 => return false,
+            OTHER if perm != 0 => return false,
+            _ => {}
+        }
+    }
+    grants_uid
 }
 
 fn parse_seed(text: &str) -> Result<SigningKey, String> {
@@ -127,5 +193,117 @@ mod tests {
             load_signing_key(&dir.path().join("none")),
             Err(KeyError::Read { .. })
         ));
+    }
+
+    fn setfacl(path: &Path, spec: &str) {
+        let out = std::process::Command::new("setfacl")
+            .args(["-m", spec])
+            .arg(path)
+            .output()
+            .expect("run setfacl (Debian's acl package; scripts/test-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "setfacl -m {spec} {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A key shared the way systemd 255+ hands a credential to a `DynamicUser=` service: mode
+    /// 0440 through an ACL entry for the service's user, the owning group with nothing. Set
+    /// with setfacl on a real file (the temporary directory's filesystem: tmpfs or ext4).
+    #[test]
+    fn a_key_shared_only_with_our_own_user_through_an_acl_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.key");
+        let key = SigningKey::from_bytes(&[7; 32]);
+        write_signing_key(&path, &key).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        let me = rustix::process::geteuid().as_raw();
+        setfacl(&path, &format!("u:{me}:r"));
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o440, "the ACL mask shows as the group bits");
+        assert_eq!(load_signing_key(&path).unwrap().to_bytes(), key.to_bytes());
+        // The same file granted to another uid: what systemd does for the service's user.
+        assert!(acl_grants_only(&path, me).unwrap());
+        assert!(!acl_grants_only(&path, me + 1).unwrap());
+
+        // Another user too: refused.
+        let other = dir.path().join("other.key");
+        write_signing_key(&other, &key).unwrap();
+        setfacl(&other, &format!("u:{me}:r,u:{}:r", me + 4242));
+        assert!(matches!(
+            load_signing_key(&other),
+            Err(KeyError::TooOpen { .. })
+        ));
+        // The owning group, or a named group: refused.
+        let group = dir.path().join("group.key");
+        write_signing_key(&group, &key).unwrap();
+        setfacl(&group, &format!("u:{me}:r,g::r"));
+        assert!(matches!(
+            load_signing_key(&group),
+            Err(KeyError::TooOpen { .. })
+        ));
+        let named = dir.path().join("named.key");
+        write_signing_key(&named, &key).unwrap();
+        setfacl(&named, &format!("u:{me}:r,g:4242:r"));
+        assert!(matches!(
+            load_signing_key(&named),
+            Err(KeyError::TooOpen { .. })
+        ));
+        // Others: refused whatever the ACL says.
+        let world = dir.path().join("world.key");
+        write_signing_key(&world, &key).unwrap();
+        setfacl(&world, &format!("u:{me}:r,o::r"));
+        assert!(matches!(
+            load_signing_key(&world),
+            Err(KeyError::TooOpen { .. })
+        ));
+        // A group-readable file without an ACL: refused, as before.
+        let plain = dir.path().join("plain.key");
+        write_signing_key(&plain, &key).unwrap();
+        fs::set_permissions(&plain, fs::Permissions::from_mode(0o440)).unwrap();
+        assert!(matches!(
+            load_signing_key(&plain),
+            Err(KeyError::TooOpen { .. })
+        ));
+    }
+
+    #[test]
+    fn acl_xattr_parsing() {
+        let acl = |entries: &[(u16, u16, u32)]| {
+            let mut v = 2u32.to_le_bytes().to_vec();
+            for (tag, perm, id) in entries {
+                v.extend(tag.to_le_bytes());
+                v.extend(perm.to_le_bytes());
+                v.extend(id.to_le_bytes());
+            }
+            v
+        };
+        let any = u32::MAX;
+        let systemd = acl(&[
+            (0x01, 4, any),
+            (0x02, 4, 61000),
+            (0x04, 0, any),
+            (0x10, 4, any),
+            (0x20, 0, any),
+        ]);
+        assert!(acl_xattr_grants_only(&systemd, 61000));
+        assert!(!acl_xattr_grants_only(&systemd, 61001));
+        // A named entry masked to nothing grants nothing.
+        let masked = acl(&[
+            (0x01, 4, any),
+            (0x02, 4, 61000),
+            (0x02, 4, 7),
+            (0x04, 0, any),
+            (0x10, 0, any),
+            (0x20, 0, any),
+        ]);
+        assert!(!acl_xattr_grants_only(&masked, 61000));
+        assert!(!acl_xattr_grants_only(&[], 61000));
+        assert!(!acl_xattr_grants_only(&systemd[..10], 61000));
+        let mut v1 = systemd.clone();
+        v1[0] = 1;
+        assert!(!acl_xattr_grants_only(&v1, 61000));
     }
 }

@@ -26,7 +26,7 @@ const HOME: &str = "/home/nonroot";
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// What the Dockerfile's final stage says about how the container runs.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Image {
     pub stages: usize,
     pub base: String,
@@ -61,8 +61,15 @@ impl Image {
     }
 }
 
-/// Parses the subset of Dockerfile syntax our Dockerfile uses (exec-form arrays, `ENV k=v`).
+/// Parses the subset of Dockerfile syntax our Dockerfile uses (exec-form arrays, `ENV k=v`,
+/// `ARG NAME=default` substituted as `${NAME}`, `FROM <earlier stage>` inheriting that stage's
+/// settings) and returns the last stage, the default build target.
 pub fn dockerfile() -> Image {
+    dockerfile_target(None)
+}
+
+/// As [`dockerfile`], for the stage named `target` (`--target`), or the last one.
+pub fn dockerfile_target(target: Option<&str>) -> Image {
     let text = std::fs::read_to_string(DOCKERFILE).expect("read Dockerfile");
     let mut instructions = Vec::new();
     let mut current = String::new();
@@ -82,26 +89,51 @@ pub fn dockerfile() -> Image {
             }
         }
     }
+    let mut args: Vec<(String, String)> = Vec::new();
+    let mut named: Vec<(String, Image)> = Vec::new();
     let mut image = Image::default();
+    let mut name = String::new();
+    let mut runs = Vec::new();
     for ins in instructions {
         let (word, rest) = ins.split_once(char::is_whitespace).unwrap_or((&ins, ""));
         let rest = rest.trim();
         match word.to_ascii_uppercase().as_str() {
+            "ARG" => {
+                if let Some((k, v)) = rest.split_once('=') {
+                    args.push((k.to_owned(), v.to_owned()));
+                }
+            }
             "FROM" => {
-                let runs = std::mem::take(&mut image.runs);
-                image = Image {
-                    stages: image.stages + 1,
-                    base: rest.split_whitespace().next().unwrap_or("").to_owned(),
-                    runs,
-                    ..Image::default()
+                if image.stages > 0 {
+                    named.push((std::mem::take(&mut name), std::mem::take(&mut image)));
+                }
+                let mut words = rest.split_whitespace();
+                let mut from = words.next().unwrap_or("").to_owned();
+                for (k, v) in &args {
+                    from = from.replace(&format!("${{{k}}}"), v);
+                }
+                if let (Some(kw), Some(n)) = (words.next(), words.next()) {
+                    assert!(kw.eq_ignore_ascii_case("as"), "FROM {rest}");
+                    n.clone_into(&mut name);
+                }
+                image = match named.iter().find(|(n, _)| *n == from) {
+                    Some((_, parent)) => Image {
+                        runs: Vec::new(),
+                        ..parent.clone()
+                    },
+                    None => Image {
+                        base: from,
+                        ..Image::default()
+                    },
                 };
+                image.stages = named.len() + 1;
             }
             "ENTRYPOINT" => image.entrypoint = exec_form(rest),
             "CMD" => image.cmd = exec_form(rest),
             "VOLUME" => image.volumes = exec_form(rest),
             "USER" => rest.clone_into(&mut image.user),
             "WORKDIR" => rest.clone_into(&mut image.workdir),
-            "RUN" => image.runs.push(rest.to_owned()),
+            "RUN" => runs.push(rest.to_owned()),
             "EXPOSE" => image.expose.extend(rest.split_whitespace().map(|p| {
                 p.trim_end_matches("/tcp")
                     .parse::<u16>()
@@ -120,7 +152,21 @@ pub fn dockerfile() -> Image {
             _ => {}
         }
     }
-    image
+    named.push((name, image));
+    let stages = named.len();
+    let mut chosen = match target {
+        Some(t) => {
+            named
+                .into_iter()
+                .find(|(n, _)| n == t)
+                .unwrap_or_else(|| panic!("the Dockerfile has no stage {t}"))
+                .1
+        }
+        None => named.pop().expect("a stage").1,
+    };
+    chosen.stages = stages;
+    chosen.runs = runs;
+    chosen
 }
 
 fn exec_form(rest: &str) -> Vec<String> {
@@ -308,6 +354,30 @@ fn dockerfile_builds_a_small_non_root_image() {
             "{k}: the image may only fix agent-local settings (shared ones change the digest)"
         );
     }
+    // The podman tests build `--target prebuilt`: the same image but for where the binary
+    // comes from.
+    let prebuilt = dockerfile_target(Some("prebuilt"));
+    assert_eq!(
+        (
+            &prebuilt.base,
+            &prebuilt.entrypoint,
+            &prebuilt.cmd,
+            &prebuilt.env,
+            &prebuilt.user,
+            &prebuilt.volumes,
+            &prebuilt.expose
+        ),
+        (
+            &image.base,
+            &image.entrypoint,
+            &image.cmd,
+            &image.env,
+            &image.user,
+            &image.volumes,
+            &image.expose
+        ),
+        "the prebuilt target differs from the default one"
+    );
     let ignore = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.dockerignore"))
         .expect(".dockerignore");
     for needed in ["target/", ".git/", "**/*.key"] {

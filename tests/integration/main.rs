@@ -15,6 +15,7 @@ mod exposition;
 mod flood;
 mod load;
 mod packaging;
+mod podman;
 mod rds;
 mod restart;
 mod route53;

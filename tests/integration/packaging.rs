@@ -1,6 +1,6 @@
 //! Packaging: the man pages in `agent/man/` match the CLI, and what the `.deb` ships
-//! (`[package.metadata.deb]` in `agent/Cargo.toml`) exists. Building the `.deb` itself takes a
-//! release build and stays out of the test suite (README, "Install on a bastion").
+//! (`[package.metadata.deb]` in `agent/Cargo.toml`) exists. The `.deb` itself is built from the
+//! test build's binary, installed, upgraded and purged by `podman::bastion`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
