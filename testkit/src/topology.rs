@@ -6,7 +6,8 @@
 //!  default via 10.77.<i+1>.1           lo: 10.77.200.k/32 (one VIP per exposed service)
 //! ```
 //!
-//! The hub does not forward (a new namespace starts with `ip_forward = 0`), so a region
+//! The hub does not forward (`ip_forward = 0`, set explicitly: a new namespace copies the
+//! host's value, and podman or Docker turn it on for the host), so a region
 //! reaches another region only through a relay VIP, and the relay decides latency and cuts.
 //! The hub reaches every region address directly (its veths are on those subnets): a test's
 //! own requests from the hub (status, metrics) bypass the relay and keep working while a
@@ -22,6 +23,21 @@ use anyhow::Context as _;
 use crate::hub::NsThread;
 use crate::netns::Netns;
 use crate::relay::Relay;
+
+/// Turns IPv4 forwarding off inside namespace `ns` (it starts with the host's setting).
+fn no_forwarding(ns: &str) -> anyhow::Result<()> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c"])
+        .arg("echo 0 > /proc/sys/net/ipv4/ip_forward")
+        .output()
+        .context("running ip netns exec … sh")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "turning off forwarding in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
 
 /// The address processes in region `i` bind (and that identifies the region to the relay).
 #[must_use]
@@ -91,6 +107,7 @@ impl Topology {
         let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let base = format!("{NS_PREFIX}-{:x}-{tag}{n}", std::process::id());
         let hub = Netns::create(&format!("{base}h"))?;
+        no_forwarding(hub.name())?;
         let mut region_ns = Vec::new();
         for (i, _) in regions.iter().enumerate() {
             let ns = Netns::create(&format!("{base}r{i}"))?;

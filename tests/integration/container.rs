@@ -324,8 +324,10 @@ fn dockerfile_builds_a_small_non_root_image() {
         image
             .runs
             .iter()
-            .any(|r| r.contains("cargo build --release --locked -p quorumgate")),
-        "the build stage builds the release binary from Cargo.lock: {:?}",
+            .any(|r| r
+                .contains("cargo build --release --locked --no-default-features -p quorumgate")),
+        "the build stage builds the release binary from Cargo.lock, without the test-fixture \
+         `emulator` feature: {:?}",
         image.runs
     );
     let (uid, gid) = image

@@ -81,6 +81,24 @@ fn deb_metadata() -> toml::Table {
         .expect("[package.metadata.deb]")
 }
 
+/// The `.deb` ships the agent without the `emulator` feature: the demo's Route 53 data-plane
+/// emulator is a test fixture (and the feature is on by default for `cargo run`).
+#[test]
+fn the_deb_is_built_without_the_test_fixture_feature() {
+    let deb = deb_metadata();
+    assert_eq!(
+        deb.get("default-features").and_then(toml::Value::as_bool),
+        Some(false),
+        "[package.metadata.deb] default-features = false"
+    );
+    let features: Vec<&str> = deb
+        .get("features")
+        .and_then(toml::Value::as_array)
+        .map(|a| a.iter().filter_map(toml::Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(!features.contains(&"emulator"), "{features:?}");
+}
+
 /// Whether `pattern` (relative to the crate, at most one `*` in its file name) matches a file.
 fn matches_a_file(pattern: &str) -> bool {
     let path = Path::new(CRATE_DIR).join(pattern);
