@@ -104,15 +104,8 @@ impl DataPlaneRig {
         let emu = Emulator::start().await;
         let zone_id = emu.create_zone(ZONE_NAME).await;
         let standby = TargetApp::start().await.expect("standby app");
-        let keys = tempfile::tempdir().expect("tempdir");
-        let operator_key = keys.path().join("alice.key");
-        let key = quorumgate::keys::generate().expect("key");
-        quorumgate::keys::write_signing_key(&operator_key, &key).expect("write key");
-        let operator_pub = quorumgate::keys::public_key_base64(&key.verifying_key());
-        let route53 = format!(
-            "[local.route53]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\nconnect_timeout = \"1s\"\nattempt_timeout = \"2s\"\noperation_timeout = \"8s\"\nmax_requests_per_second = 5\ninsync_timeout = \"0s\"\n",
-            emu.url
-        );
+        let (keys, operator_key, operator_pub) = super::alice();
+        let route53 = super::local_route53(&emu.url, 5);
         let c = TestCluster::start(|spec| {
             spec.env = quorumgate_testkit::emulator::aws_env();
             spec.health_listener = true;

@@ -4,7 +4,6 @@
 //! measures every phase up to "DNS answered the secondary" through the emulator's resolver.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use quorumgate::drill::report::Report;
@@ -18,33 +17,16 @@ use crate::support::exe;
 const DRILL_LIMIT: Duration = Duration::from_secs(150);
 
 fn drill(rig: &DataPlaneRig, args: &[&str]) -> Command {
-    let mut cmd = Command::new(exe());
-    cmd.args(["drill", "app"])
-        .args(args)
-        .arg("--config")
-        .arg(&rig.c.written.agents[0].config_path)
-        .args(["--operator", "alice", "--key"])
-        .arg(&rig.operator_key)
-        .args(["--note", "data-plane game day"])
-        .envs(rig.c.spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
+    super::drill_command(
+        &rig.c.written.agents[0].config_path,
+        &rig.operator_key,
+        &rig.c.spec.env,
+        args,
+    )
 }
 
 async fn finish(child: tokio::process::Child) -> (bool, String) {
-    let out = tokio::time::timeout(DRILL_LIMIT, child.wait_with_output())
-        .await
-        .expect("the drill command ends in time")
-        .expect("drill command output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    super::finish_drill(child, DRILL_LIMIT).await
 }
 
 fn report_in(dir: &Path) -> Report {

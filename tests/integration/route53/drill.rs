@@ -11,7 +11,6 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use tokio::process::Command;
 
 use super::gate_rig::{failover_gate, standby_check, GateRig, PRIMARY_IP, SECONDARY_IP};
 use super::{GATE, RECORD_NAME};
-use crate::support::{exe, metric};
+use crate::support::metric;
 
 /// A drill command's whole run, its end included, stays under this.
 const DRILL_LIMIT: Duration = Duration::from_secs(120);
@@ -75,21 +74,12 @@ impl Rig {
 
     /// `quorumgate drill app …` through the real binary, signed with alice's key.
     fn drill(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(exe());
-        cmd.arg("drill")
-            .arg("app")
-            .args(args)
-            .arg("--config")
-            .arg(&self.c.written.agents[0].config_path)
-            .args(["--operator", "alice", "--key"])
-            .arg(&self.operator_key)
-            .args(["--note", "game day"])
-            .envs(self.c.spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd
+        super::drill_command(
+            &self.c.written.agents[0].config_path,
+            &self.operator_key,
+            &self.c.spec.env,
+            args,
+        )
     }
 
     /// Runs a drill command to its end (bounded); its success and its output.
@@ -115,16 +105,7 @@ impl Rig {
 }
 
 async fn finish(child: tokio::process::Child) -> (bool, String) {
-    let out = tokio::time::timeout(DRILL_LIMIT, child.wait_with_output())
-        .await
-        .expect("the drill command ends in time")
-        .expect("drill command output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    super::finish_drill(child, DRILL_LIMIT).await
 }
 
 /// The one report (`drill-app-*.json`) in `dir`, and the other two files' paths.

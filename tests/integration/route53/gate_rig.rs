@@ -56,16 +56,8 @@ impl GateRig {
             .await
             .expect("initial records");
 
-        let keys = tempfile::tempdir().expect("tempdir");
-        let operator_key = keys.path().join("alice.key");
-        let key = quorumgate::keys::generate().expect("key");
-        quorumgate::keys::write_signing_key(&operator_key, &key).expect("write key");
-        let operator_pub = quorumgate::keys::public_key_base64(&key.verifying_key());
-
-        let route53 = format!(
-            "[local.route53]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\nconnect_timeout = \"1s\"\nattempt_timeout = \"2s\"\noperation_timeout = \"8s\"\nmax_requests_per_second = {requests_per_second}\ninsync_timeout = \"0s\"\n",
-            emu.url
-        );
+        let (keys, operator_key, operator_pub) = super::alice();
+        let route53 = super::local_route53(&emu.url, requests_per_second);
         let bare_zone = zone_id.trim_start_matches("/hostedzone/").to_owned();
         let c = TestCluster::start(|spec| {
             spec.env = quorumgate_testkit::emulator::aws_env();

@@ -89,3 +89,63 @@ pub async fn fence_now(api: &SdkRoute53, zone_id: &str) -> Option<Fence> {
     assert!(fences.len() <= 1, "more than one fence record: {fences:?}");
     fences.into_iter().next()
 }
+
+/// Operator `alice`'s key in a new directory: (the directory, the key file, the public key
+/// for `[[operators]]`).
+pub fn alice() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let path = keys.path().join("alice.key");
+    let key = quorumgate::keys::generate().expect("key");
+    quorumgate::keys::write_signing_key(&path, &key).expect("write key");
+    let public = quorumgate::keys::public_key_base64(&key.verifying_key());
+    (keys, path, public)
+}
+
+/// `[local.route53]` for an agent talking to the emulator at `url`.
+pub fn local_route53(url: &str, requests_per_second: u32) -> String {
+    format!(
+        "[local.route53]\nendpoint_url = \"{url}\"\nregion = \"us-east-1\"\nconnect_timeout = \"1s\"\nattempt_timeout = \"2s\"\noperation_timeout = \"8s\"\nmax_requests_per_second = {requests_per_second}\ninsync_timeout = \"0s\"\n"
+    )
+}
+
+/// `quorumgate drill app ARGS` through the real binary with `config`, signed with alice's
+/// key at `operator_key`, in `env`; output piped, killed on drop.
+pub fn drill_command(
+    config: &std::path::Path,
+    operator_key: &std::path::Path,
+    env: &[(String, String)],
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(crate::support::exe());
+    cmd.arg("drill")
+        .arg("app")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .args(["--operator", "alice", "--key"])
+        .arg(operator_key)
+        .args(["--note", "game day"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Waits for a drill command to end (bounded: `limit`); its success and its output.
+pub async fn finish_drill(
+    child: tokio::process::Child,
+    limit: std::time::Duration,
+) -> (bool, String) {
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .expect("the drill command ends in time")
+        .expect("drill command output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
