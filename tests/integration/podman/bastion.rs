@@ -221,43 +221,6 @@ impl Bastion {
     }
 }
 
-/// The single-member config of the first test: plain HTTP, probes the app on the gateway.
-fn single_config(public_key: &str, app: &str) -> String {
-    format!(
-        r#"[cluster]
-name = "bastion"
-round_interval = "1s"
-ballot_valid_for = "4s"
-max_clock_skew = "1s"
-peer_timeout = "500ms"
-allow_single_member = true
-
-[[members]]
-id = "use1"
-region = "us-east-1"
-url = "http://127.0.0.1:9443/"
-public_key = "{public_key}"
-
-[[checks]]
-id = "app"
-interval = "1s"
-timeout = "500ms"
-fall_after = 2
-rise_after = 2
-hold_down = "1s"
-[checks.http]
-url = "{app}"
-body_contains = "ok"
-
-[local]
-agent_id = "use1"
-listen = "0.0.0.0:9443"
-health_listen = "0.0.0.0:8443"
-key_file = "/etc/quorumgate/agent.key"
-"#
-    )
-}
-
 /// The shipped unit under systemd as PID 1, from `dpkg -i` to `dpkg --purge`: ready only after
 /// the first round, STATUS= in `systemctl status`, the watchdog restarting a stopped agent,
 /// a clean stop, the journal, `systemd-analyze security` on the running unit, and an upgrade
@@ -278,7 +241,12 @@ async fn deb_under_systemd_ready_watchdog_upgrade_and_purge() {
         .expect("app on the gateway");
     let key = b.keygen();
     b.write_config(
-        &single_config(&key, &format!("http://{}/healthz", app.addr())),
+        &super::single_member_config(
+            "bastion",
+            &key,
+            &format!("http://{}/healthz", app.addr()),
+            "agent_id = \"use1\"\nkey_file = \"/etc/quorumgate/agent.key\"\n",
+        ),
         debs.path(),
     );
 

@@ -385,3 +385,40 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// A one-member cluster `name` (member `use1`, key `public_key`) probing `app` once a second,
+/// listening on 9443 with a public health listener on 8443; `local_extra` is added to
+/// `[local]` (e.g. `agent_id`, `key_file`: the image sets both through its environment).
+pub fn single_member_config(name: &str, public_key: &str, app: &str, local_extra: &str) -> String {
+    format!(
+        r#"[cluster]
+name = "{name}"
+round_interval = "1s"
+ballot_valid_for = "4s"
+max_clock_skew = "1s"
+peer_timeout = "500ms"
+allow_single_member = true
+
+[[members]]
+id = "use1"
+region = "us-east-1"
+url = "http://127.0.0.1:9443/"
+public_key = "{public_key}"
+
+[[checks]]
+id = "app"
+interval = "1s"
+timeout = "500ms"
+fall_after = 2
+rise_after = 2
+hold_down = "1s"
+[checks.http]
+url = "{app}"
+body_contains = "ok"
+
+[local]
+listen = "0.0.0.0:9443"
+health_listen = "0.0.0.0:8443"
+{local_extra}"#
+    )
+}

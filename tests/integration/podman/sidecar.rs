@@ -98,37 +98,11 @@ async fn image_runs_read_only_as_65532_beside_an_app_in_one_pod() {
     std::os::unix::fs::chown(&key_file, Some(65532), Some(65532)).expect("chown key");
     write(
         &files.path().join("config/quorumgate.toml"),
-        &format!(
-            r#"[cluster]
-name = "pod"
-round_interval = "1s"
-ballot_valid_for = "4s"
-max_clock_skew = "1s"
-peer_timeout = "500ms"
-allow_single_member = true
-
-[[members]]
-id = "use1"
-region = "us-east-1"
-url = "http://127.0.0.1:9443/"
-public_key = "{pk}"
-
-[[checks]]
-id = "app"
-interval = "1s"
-timeout = "500ms"
-fall_after = 2
-rise_after = 2
-hold_down = "1s"
-[checks.http]
-url = "http://127.0.0.1:8080/healthz"
-body_contains = "ok"
-
-[local]
-listen = "0.0.0.0:9443"
-health_listen = "0.0.0.0:8443"
-"#,
-            pk = keys::public_key_base64(&key.verifying_key())
+        &super::single_member_config(
+            "pod",
+            &keys::public_key_base64(&key.verifying_key()),
+            "http://127.0.0.1:8080/healthz",
+            "",
         ),
         0o444,
     );
