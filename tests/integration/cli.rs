@@ -65,6 +65,172 @@ key_file = "/tmp/k"
     }
 }
 
+/// Twenty mistakes, among them issue 15's three that used to hide others: an error inside a
+/// check next to a gate naming a missing check (`checks[2].timeout`, `gates[0].targets[1]`), a
+/// duplicate check id next to another missing check (`checks[5].id`, `gates[1].targets[1]`),
+/// and a broken check whose id is reused later (`checks[4].hold_down`, `checks[5].id`; also
+/// `checks[2]`/`checks[3]`). One run of `check` must name every one.
+const MANY_MISTAKES: &str = r#"[cluster]
+name = "app-prod"
+round_interval = "5s"
+ballot_valid_for = "4s"
+peer_timout = "1s"
+
+[[members]]
+id = "use1"
+region = "us-east-1"
+url = "not a url"
+health_url = "https://use1.example.com:8443/"
+public_key = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="
+
+[[members]]
+id = "usw2"
+region = "us-west-2"
+url = "https://usw2.internal:9443"
+health_url = "https://usw2.example.com:8443/"
+public_key = "AAAA"
+
+[[members]]
+id = "use1"
+region = "eu-central-1"
+url = "https://euc1.internal:9443"
+health_url = "https://euc1.example.com:8443/"
+public_key = "7UkoxijRwsbq6QM4kFmVYSlZJzpcY/k2NsFGFKyHN9E="
+
+[[checks]]
+id = "app"
+fall_after = 0
+[checks.http]
+url = "https://app.internal/healthz"
+
+[[checks]]
+id = "app-usw2"
+[checks.http]
+url = "gopher://app-usw2.internal/healthz"
+
+[[checks]]
+id = "db-write"
+interval = "5s"
+timeout = "9s"
+[checks.tcp]
+address = "db.internal:5432"
+
+[[checks]]
+id = "db-write"
+[checks.tcp]
+address = "db-replica"
+
+[[checks]]
+id = "lag"
+hold_down = "soon"
+[checks.dns]
+name = "app.internal"
+nameserver = "10.0.0.2:53"
+
+[[checks]]
+id = "lag"
+[checks.dns]
+name = "app.internal"
+nameserver = "10.0.0.3:53"
+
+[[gates]]
+id = "app"
+zone_id = "Z0123456789ABC"
+zone = "example.com"
+record = "app.example.org"
+kind = "failover"
+[[gates.targets]]
+id = "use1"
+check = "app"
+role = "primary"
+values = ["192.0.2.10"]
+[[gates.targets]]
+id = "usw2"
+check = "app-nonexistent"
+role = "secondary"
+values = ["198.51.100.10"]
+
+[[gates]]
+id = "db"
+plane = "control"
+zone_id = "bad zone"
+zone = "example.com"
+record = "db.example.com"
+kind = "failover"
+[[gates.targets]]
+id = "primary"
+check = "db-write"
+role = "primary"
+values = ["192.0.2.30"]
+[[gates.targets]]
+id = "standby"
+check = "db-standby"
+role = "secondary"
+values = ["192.0.2.31"]
+
+[[operators]]
+id = "alice"
+public_key = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="
+
+[local]
+agent_id = "nobody"
+listen = "0.0.0.0:99999"
+key_file = "/tmp/k"
+
+[[local.control]]
+id = "vpc-dns"
+[local.control.dns]
+name = "s3.us-east-1.amazonaws.com"
+nameserver = "resolver"
+"#;
+
+#[test]
+fn check_reports_every_planted_mistake_in_one_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("many.toml");
+    std::fs::write(&path, MANY_MISTAKES).expect("write config");
+    let out = Command::new(exe())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run check");
+    assert!(!out.status.success(), "check must fail");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let expected = [
+        "cluster.peer_timout",
+        "cluster.ballot_valid_for",
+        "members[0].url",
+        "members[1].public_key",
+        "members[2].id",
+        "checks[0].fall_after",
+        "checks[1].http.url",
+        "checks[2].timeout",
+        "checks[3].id",
+        "checks[3].tcp.address",
+        "checks[4].hold_down",
+        "checks[5].id",
+        "gates[0].record",
+        "gates[0].targets[1].check",
+        "gates[1].zone_id",
+        "gates[1].targets[1].check",
+        "operators[0].public_key",
+        "local.agent_id",
+        "local.listen",
+        "local.control[0].dns.nameserver",
+    ];
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|p| !text.lines().any(|l| l.starts_with(&format!("  - {p}: "))))
+        .collect();
+    assert!(missing.is_empty(), "not reported: {missing:?} in:\n{text}");
+    assert!(
+        text.contains(&format!("{} problem(s)", expected.len())),
+        "expected exactly {} problems:\n{text}",
+        expected.len()
+    );
+}
+
 #[test]
 fn check_accepts_the_shipped_example() {
     let example = concat!(

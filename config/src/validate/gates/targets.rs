@@ -184,8 +184,12 @@ pub(super) fn check_ref(
     if checks.contains(&id) {
         return Some(id);
     }
-    let mut known: Vec<&str> = checks.ids().map(CheckId::as_str).collect();
-    known.dedup();
+    let mut known: Vec<&str> = Vec::new();
+    for c in checks.ids() {
+        if !known.contains(&c.as_str()) {
+            known.push(c.as_str());
+        }
+    }
     let fix = if known.is_empty() {
         format!("add a [[checks]] entry with id = {:?}", id.as_str())
     } else {
