@@ -9,7 +9,9 @@ use super::{elements, probe};
 use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::model::CheckConfig;
-use crate::parse::{duration_ms, duration_or, fmt_ms, id_error, or_default, required};
+use crate::parse::{
+    duration_ms, duration_or, duration_or_zero, fmt_ms, id_error, or_default, required,
+};
 use crate::raw::{RawAfter, RawCheck, RawState};
 
 /// The check ids the file declares, read from every `[[checks]]` entry whether or not the rest
@@ -175,7 +177,8 @@ fn check(raw: &RawCheck, p: &FieldPath, report: &mut Report) -> Option<CheckConf
         &p.key("rise_after"),
         report,
     );
-    let hold_down = duration_or(
+    // "0s": no hold-down, a transition may follow the previous one at once.
+    let hold_down = duration_or_zero(
         raw.hold_down.as_ref(),
         defaults::HOLD_DOWN,
         &p.key("hold_down"),
