@@ -24,6 +24,7 @@ pub mod devcluster;
 pub mod drill;
 pub mod exchange;
 pub mod fdlimit;
+pub mod filecheck;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gates;

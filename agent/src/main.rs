@@ -23,12 +23,21 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => cli::check(&config),
+        Command::Check {
+            config,
+            all_members,
+            skip_files,
+        } => cli::check(config.as_deref(), &all_members, skip_files),
         Command::Keygen {
             out,
+            public_key,
             tls_dir,
             names,
-        } => report(cli::keygen(&out, tls_dir.as_deref(), &names)),
+        } => report(match (out, public_key) {
+            (_, Some(key_file)) => cli::public_key(&key_file),
+            (Some(out), None) => cli::keygen(&out, tls_dir.as_deref(), &names),
+            (None, None) => Err(anyhow::anyhow!("give --out FILE or --public-key FILE")),
+        }),
         Command::Verify {
             config,
             cert,

@@ -2,7 +2,28 @@
 
 use std::process::Command;
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use quorumgate::devcluster;
+
 use crate::support::exe;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(exe())
+        .args(args)
+        .output()
+        .expect("run quorumgate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
 
 #[test]
 fn check_reports_every_mistake_with_its_path() {
@@ -238,7 +259,7 @@ fn check_accepts_the_shipped_example() {
         "/../examples/quorumgate.example.toml"
     );
     let out = Command::new(exe())
-        .args(["check", "--config", example])
+        .args(["check", "--skip-files", "--config", example])
         .output()
         .expect("run check");
     assert!(
@@ -271,4 +292,67 @@ fn demo_runs_to_completion_and_shows_the_no_flip_and_the_flip() {
             "missing {needle:?} in demo output:\n{text}"
         );
     }
+}
+
+/// `check` reads the files a config names, as the agent will; `--all-members` checks a whole
+/// cluster's configs together.
+#[test]
+fn check_reads_the_files_and_all_members_checks_the_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = devcluster::Spec::three(dir.path(), "http://127.0.0.1:1/".to_owned());
+    spec.tls = true;
+    let c = devcluster::write(&spec).expect("write cluster");
+    let use1 = &c.agents[0].config_path;
+
+    let (ok, out, err) = run(&["check", "--config", s(use1)]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(&["check", "--all-members", s(dir.path())]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("cluster: ok — 3 configs"), "{out}");
+
+    // One member's config missing: named.
+    let (ok, _, err) = run(&[
+        "check",
+        "--all-members",
+        s(use1),
+        s(&c.agents[1].config_path),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("member euw1 has no config"), "{err}");
+
+    // A signing key others can read: the agent would refuse it, so check does.
+    let key = dir.path().join("use1-signing.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (ok, _, err) = run(&["check", "--config", s(use1)]);
+    assert!(!ok);
+    assert!(
+        err.contains("  - local.key_file: ") && err.contains("chmod 600"),
+        "{err}"
+    );
+    let (ok, out, err) = run(&["check", "--skip-files", "--config", s(use1)]);
+    assert!(ok && out.contains("(files not checked)"), "{out}{err}");
+}
+
+#[test]
+fn keygen_prints_an_existing_keys_public_key_and_never_overwrites() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("agent.key");
+    let (ok, out, err) = run(&["keygen", "--out", s(&key)]);
+    assert!(ok, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("public_key = "))
+        .expect("public key line")
+        .to_owned();
+    let (ok, out, err) = run(&["keygen", "--public-key", s(&key)]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), line);
+
+    let (ok, _, err) = run(&["keygen", "--out", s(&key)]);
+    assert!(!ok);
+    assert!(
+        err.contains("already exists") && err.contains("--public-key"),
+        "{err}"
+    );
+    assert!(!err.contains("os error 17"), "{err}");
 }
