@@ -170,6 +170,39 @@ pub enum Command {
         #[arg(long)]
         terraform: bool,
     },
+    /// Write a deployable bundle for a new cluster: one key per agent, an operator key, a
+    /// development PKI for mutual TLS, every member's config and a README per host.
+    Init {
+        /// Directory to write the bundle into (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// One per agent: ID,REGION,PEER_URL,HEALTH_URL (the peer URL https://; the health URL
+        /// is what Route 53's checkers call, on its own port).
+        #[arg(
+            long = "member",
+            required = true,
+            value_name = "ID,REGION,PEER_URL,HEALTH_URL"
+        )]
+        members: Vec<crate::init::MemberArg>,
+        /// One per check: ID=URL, an HTTP check of URL.
+        #[arg(long = "check", required = true, value_name = "ID=URL")]
+        checks: Vec<crate::init::CheckArg>,
+        /// The cluster's name.
+        #[arg(long, default_value = "prod")]
+        name: String,
+        /// The operator whose key the bundle holds.
+        #[arg(long, default_value = "operator")]
+        operator: String,
+        /// cluster.round_interval.
+        #[arg(long, default_value = "5s")]
+        round_interval: String,
+        /// Where the files go on each host ("{id}": the member's id).
+        #[arg(long, default_value = "/etc/quorumgate")]
+        install_dir: String,
+        /// Each agent's state directory ("{id}": the member's id).
+        #[arg(long, default_value = "/var/lib/quorumgate")]
+        state_dir: String,
+    },
     /// Run a local three-agent demo cluster against a demo app, on loopback, and narrate it.
     Demo {
         /// Short timings (for tests and the impatient).

@@ -28,6 +28,7 @@ pub mod filecheck;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gates;
+pub mod init;
 pub mod keys;
 pub mod local_resource;
 pub mod net;

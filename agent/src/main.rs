@@ -23,6 +23,37 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Init {
+            out,
+            members,
+            checks,
+            name,
+            operator,
+            round_interval,
+            install_dir,
+            state_dir,
+        } => report(
+            quorumgate::init::init(&quorumgate::init::InitSpec {
+                out,
+                name,
+                members,
+                checks,
+                operator,
+                round_interval,
+                install_dir,
+                state_dir,
+            })
+            .map(|b| {
+                for (id, config) in &b.configs {
+                    println!("wrote {id}'s config {}", config.display());
+                }
+                println!(
+                    "wrote the operator key {} and the development CA {}; next: each directory's README.md",
+                    b.operator_key.display(),
+                    b.ca_file.display()
+                );
+            }),
+        ),
         Command::Check {
             config,
             all_members,

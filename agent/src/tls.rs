@@ -258,12 +258,22 @@ fn valid_pki_name(name: &str) -> bool {
 /// `dir/<name>.key`, the key mode 0600). Existing files are overwritten. For demos and tests
 /// only: the CA key is discarded and the certificates never expire in practice.
 pub fn generate_dev_pki(dir: &Path, names: &[&str]) -> Result<DevPki, TlsError> {
+    let leaves: Vec<(&str, Vec<String>)> =
+        names.iter().map(|n| (*n, vec![(*n).to_owned()])).collect();
+    generate_pki(dir, &leaves)
+}
+
+/// As [`generate_dev_pki`], with each leaf's extra SANs given (`(name, sans)`: the files are
+/// named by `name`, the SANs are `localhost`, `127.0.0.1` and `sans`; an IP address becomes an
+/// IP SAN). `quorumgate init` names each agent's certificate by its id and adds its peer URL's
+/// host.
+pub fn generate_pki(dir: &Path, leaves: &[(&str, Vec<String>)]) -> Result<DevPki, TlsError> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
     };
 
-    if let Some(bad) = names.iter().find(|n| !valid_pki_name(n)) {
+    if let Some((bad, _)) = leaves.iter().find(|(n, _)| !valid_pki_name(n)) {
         return Err(TlsError::BadName {
             name: (*bad).to_owned(),
         });
@@ -290,11 +300,13 @@ pub fn generate_dev_pki(dir: &Path, names: &[&str]) -> Result<DevPki, TlsError> 
     let ca_file = dir.join("ca.pem");
     write_file(&ca_file, ca_cert.pem().as_bytes(), false)?;
 
-    let mut certs = Vec::with_capacity(names.len());
-    for name in names {
+    let mut certs = Vec::with_capacity(leaves.len());
+    for (name, extra) in leaves {
         let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        if !sans.iter().any(|s| s == name) {
-            sans.push((*name).to_owned());
+        for san in extra {
+            if !sans.contains(san) {
+                sans.push(san.clone());
+            }
         }
         let mut params = CertificateParams::new(sans)?;
         params.distinguished_name.push(DnType::CommonName, *name);

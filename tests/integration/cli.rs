@@ -356,3 +356,126 @@ fn keygen_prints_an_existing_keys_public_key_and_never_overwrites() {
     );
     assert!(!err.contains("os error 17"), "{err}");
 }
+
+/// Kills and reaps the agents it holds when dropped (also when the test panics).
+struct Agents(Vec<std::process::Child>);
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `init` writes a bundle that `check --all-members` passes (with its files), and whose three
+/// agents, started from it as they are on loopback, form a cluster over mutual TLS.
+#[test]
+fn init_writes_a_bundle_that_checks_and_runs_on_loopback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("bundle");
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port()
+    };
+    let ids = ["use1", "usw2", "euw1"];
+    let ports: Vec<(u16, u16)> = ids.iter().map(|_| (port(), port())).collect();
+    let mut args: Vec<String> = vec!["init".into(), "--out".into(), s(&bundle).into()];
+    for (id, (peer, health)) in ids.iter().zip(&ports) {
+        args.push("--member".into());
+        args.push(format!(
+            "{id},region-{id},https://127.0.0.1:{peer},http://127.0.0.1:{health}/"
+        ));
+    }
+    let at = |what: &str| format!("{}/{{id}}{what}", s(&bundle));
+    args.extend([
+        "--check".into(),
+        "app=http://127.0.0.1:1/healthz".into(),
+        "--round-interval".into(),
+        "1s".into(),
+        "--install-dir".into(),
+        at(""),
+        "--state-dir".into(),
+        at("/state"),
+    ]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = run(&argv);
+    assert!(ok, "init failed: {out}{err}");
+    for f in [
+        "README.md",
+        "operator/operator.key",
+        "pki/ca.pem",
+        "use1/README.md",
+        "use1/agent.key",
+        "use1/tls/server.key",
+        "use1/tls.conf",
+    ] {
+        assert!(bundle.join(f).exists(), "no {f} in the bundle");
+    }
+    let (ok, out, err) = run(&["check", "--all-members", s(&bundle)]);
+    assert!(ok, "check --all-members: {out}{err}");
+    assert!(out.contains("cluster: ok — 3 configs"), "{out}");
+
+    let mut agents = Agents(Vec::new());
+    for id in ids {
+        let log = std::fs::File::create(dir.path().join(format!("{id}.log"))).expect("log");
+        agents.0.push(
+            Command::new(exe())
+                .args(["agent", "--config"])
+                .arg(bundle.join(id).join("quorumgate.toml"))
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("start agent"),
+        );
+    }
+    let logs = || {
+        ids.iter()
+            .map(|id| {
+                let text = std::fs::read_to_string(dir.path().join(format!("{id}.log")))
+                    .unwrap_or_default();
+                format!("--- {id}\n{text}")
+            })
+            .collect::<String>()
+    };
+    // Every agent ready and seeing all three members' ballots live, through the bundle's own
+    // mutual TLS. Bounded: a busy machine gets a minute.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for (id, (peer, _)) in ids.iter().zip(&ports) {
+        let tls = bundle.join(id).join("tls");
+        loop {
+            let (ok, out, _) = run(&[
+                "status",
+                "--json",
+                "--url",
+                &format!("https://127.0.0.1:{peer}"),
+                "--ca-file",
+                s(&tls.join("ca.pem")),
+                "--cert-file",
+                s(&tls.join("server.pem")),
+                "--key-file",
+                s(&tls.join("server.key")),
+            ]);
+            let doc: serde_json::Value = if ok {
+                serde_json::from_str(&out).expect("status JSON")
+            } else {
+                serde_json::Value::Null
+            };
+            let live = doc["members"].as_array().map_or(0, |ms| {
+                ms.iter().filter(|m| m["ballot"]["live"] == true).count()
+            });
+            if doc["ready"] == true && live == ids.len() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} not ready with 3 live ballots: {out}\n{}",
+                logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
