@@ -33,16 +33,39 @@ pub enum Command {
         #[arg(long, short, env = "QUORUMGATE_CONFIG")]
         config: PathBuf,
     },
-    /// Validate a config and print every problem with its field path; exit 1 if any.
+    /// Validate a config and the files it names (keys, certificates) and print every problem
+    /// with its field path; exit 1 if any.
     Check {
-        #[arg(long, short, env = "QUORUMGATE_CONFIG")]
-        config: PathBuf,
+        #[arg(
+            long,
+            short,
+            env = "QUORUMGATE_CONFIG",
+            required_unless_present = "all_members"
+        )]
+        config: Option<PathBuf>,
+        /// Check every member's config of a cluster instead: these files, and the *.toml files
+        /// in these directories (and one level below). They must validate, share one digest
+        /// and give every member exactly one config.
+        #[arg(long, num_args = 1.., value_name = "DIR_OR_FILE")]
+        all_members: Vec<PathBuf>,
+        /// Validate the config only, not the files it names (e.g. on a workstation that does
+        /// not hold the hosts' keys and certificates).
+        #[arg(long)]
+        skip_files: bool,
     },
-    /// Generate an agent signing key (and, optionally, a development TLS PKI).
+    /// Generate an agent signing key (and, optionally, a development TLS PKI), or print an
+    /// existing key's public key (--public-key).
     Keygen {
         /// Where to write the private key (mode 0600; never overwritten).
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(
+            long,
+            required_unless_present = "public_key",
+            conflicts_with = "public_key"
+        )]
+        out: Option<PathBuf>,
+        /// Print the `public_key = "…"` line of this existing key file and write nothing.
+        #[arg(long, value_name = "KEY_FILE", conflicts_with_all = ["tls_dir"])]
+        public_key: Option<PathBuf>,
         /// Also write a development CA and one server+client certificate per --names entry here.
         #[arg(long)]
         tls_dir: Option<PathBuf>,
@@ -147,6 +170,39 @@ pub enum Command {
         #[arg(long)]
         terraform: bool,
     },
+    /// Write a deployable bundle for a new cluster: one key per agent, an operator key, a
+    /// development PKI for mutual TLS, every member's config and a README per host.
+    Init {
+        /// Directory to write the bundle into (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// One per agent: ID,REGION,PEER_URL,HEALTH_URL (the peer URL https://; the health URL
+        /// is what Route 53's checkers call, on its own port).
+        #[arg(
+            long = "member",
+            required = true,
+            value_name = "ID,REGION,PEER_URL,HEALTH_URL"
+        )]
+        members: Vec<crate::init::MemberArg>,
+        /// One per check: ID=URL, an HTTP check of URL.
+        #[arg(long = "check", required = true, value_name = "ID=URL")]
+        checks: Vec<crate::init::CheckArg>,
+        /// The cluster's name.
+        #[arg(long, default_value = "prod")]
+        name: String,
+        /// The operator whose key the bundle holds.
+        #[arg(long, default_value = "operator")]
+        operator: String,
+        /// cluster.round_interval.
+        #[arg(long, default_value = "5s")]
+        round_interval: String,
+        /// Where the files go on each host ("{id}": the member's id).
+        #[arg(long, default_value = "/etc/quorumgate")]
+        install_dir: String,
+        /// Each agent's state directory ("{id}": the member's id).
+        #[arg(long, default_value = "/var/lib/quorumgate")]
+        state_dir: String,
+    },
     /// Run a local three-agent demo cluster against a demo app, on loopback, and narrate it.
     Demo {
         /// Short timings (for tests and the impatient).
@@ -158,34 +214,191 @@ pub enum Command {
     },
 }
 
-/// `quorumgate check`.
-pub fn check(path: &Path) -> ExitCode {
-    match Config::load(Some(path)) {
-        Ok(cfg) => {
-            println!(
-                "{}: ok — cluster {}, {} members (quorum {}), {} checks, this agent {}, config digest {}",
-                path.display(),
-                cfg.shared.cluster.name,
-                cfg.shared.members.len(),
-                cfg.shared.membership.quorum(),
-                cfg.shared.checks.len(),
-                cfg.local.agent_id,
-                cfg.digest
-            );
-            for w in &cfg.warnings {
-                println!("  warning: {}: {} (fix: {})", w.path, w.problem, w.fix);
-            }
-            ExitCode::SUCCESS
-        }
+/// `quorumgate check`: one config, or (`all_members`) every member's config of a cluster.
+pub fn check(config: Option<&Path>, all_members: &[PathBuf], skip_files: bool) -> ExitCode {
+    if !all_members.is_empty() {
+        return check_all_members(all_members, skip_files);
+    }
+    let Some(path) = config else {
+        eprintln!("give --config FILE or --all-members DIR");
+        return ExitCode::FAILURE;
+    };
+    if check_one(path, skip_files).is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Checks one config (and its files): prints `ok` with its warnings, or every problem.
+fn check_one(path: &Path, skip_files: bool) -> Option<Config> {
+    let cfg = match Config::load(Some(path)) {
+        Ok(cfg) => cfg,
         Err(errors) => {
             eprintln!(
                 "{}: {} problem(s):\n{errors}",
                 path.display(),
                 errors.errors.len()
             );
-            ExitCode::FAILURE
+            return None;
+        }
+    };
+    let files = if skip_files {
+        crate::filecheck::FileReport::default()
+    } else {
+        {
+            use crate::clock::Clock as _;
+            crate::filecheck::check_files(&cfg, crate::clock::SystemClock::default().now())
+        }
+    };
+    if !files.errors.is_empty() {
+        let errors = config::ConfigErrors {
+            errors: files.errors,
+        };
+        eprintln!(
+            "{}: {} problem(s) with the files it names:\n{errors}",
+            path.display(),
+            errors.errors.len()
+        );
+        return None;
+    }
+    println!(
+        "{}: ok — cluster {}, {} members (quorum {}), {} checks, this agent {}, config digest {}{}",
+        path.display(),
+        cfg.shared.cluster.name,
+        cfg.shared.members.len(),
+        cfg.shared.membership.quorum(),
+        cfg.shared.checks.len(),
+        cfg.local.agent_id,
+        cfg.digest,
+        if skip_files {
+            " (files not checked)"
+        } else {
+            ""
+        }
+    );
+    for w in cfg.warnings.iter().chain(&files.warnings) {
+        println!("  warning: {}: {} (fix: {})", w.path, w.problem, w.fix);
+    }
+    Some(cfg)
+}
+
+/// The config files `args` name: files as given, directories' `*.toml` (and their
+/// subdirectories' `*.toml`), sorted.
+fn config_files(args: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    fn tomls(dir: &Path, depth: u8, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for p in entries {
+            if p.is_dir() && depth > 0 {
+                tomls(&p, depth - 1, out)?;
+            } else if p.extension().is_some_and(|x| x == "toml") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            tomls(a, 1, &mut out)?;
+        } else {
+            out.push(a.clone());
         }
     }
+    Ok(out)
+}
+
+/// `check --all-members`: every file on its own, then the cluster: one digest, one config per
+/// member.
+fn check_all_members(args: &[PathBuf], skip_files: bool) -> ExitCode {
+    let files = match config_files(args) {
+        Ok(f) if !f.is_empty() => f,
+        Ok(_) => {
+            eprintln!("no *.toml config files in the paths given");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("cannot list the config files: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut ok = true;
+    let mut valid: Vec<(PathBuf, Config)> = Vec::new();
+    for f in &files {
+        match check_one(f, skip_files) {
+            Some(cfg) => valid.push((f.clone(), cfg)),
+            None => ok = false,
+        }
+    }
+    let mut problems: Vec<String> = Vec::new();
+    if let Some((first_path, first)) = valid.first() {
+        for (p, c) in &valid[1..] {
+            if c.digest != first.digest {
+                problems.push(format!(
+                    "{}: its shared part (digest {}) differs from {}'s (digest {}): the agents would reject each other's ballots (config_drift); make [cluster], [[members]], [[checks]], [[gates]] and [[operators]] identical",
+                    p.display(),
+                    c.digest,
+                    first_path.display(),
+                    first.digest
+                ));
+            }
+        }
+        for m in &first.shared.members {
+            let with: Vec<&Path> = valid
+                .iter()
+                .filter(|(_, c)| c.local.agent_id == m.id)
+                .map(|(p, _)| p.as_path())
+                .collect();
+            match with.as_slice() {
+                [_] => {}
+                [] if ok => problems.push(format!(
+                    "member {} has no config among these files: add one with [local] agent_id = \"{}\"",
+                    m.id, m.id
+                )),
+                [] => {}
+                several => problems.push(format!(
+                    "member {} has {} configs ({}): give each host its own agent_id",
+                    m.id,
+                    several.len(),
+                    several
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        }
+    }
+    for p in &problems {
+        eprintln!("cluster: {p}");
+    }
+    if ok && problems.is_empty() {
+        println!(
+            "cluster: ok — {} configs, one per member, config digest {}",
+            valid.len(),
+            valid
+                .first()
+                .map(|(_, c)| c.digest.to_string())
+                .unwrap_or_default()
+        );
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `quorumgate keygen --public-key FILE`: the public key of an existing key file, in the form
+/// `[[members]].public_key` (or `[[operators]].public_key`) takes.
+pub fn public_key(key_file: &Path) -> anyhow::Result<()> {
+    let key = keys::load_signing_key(key_file)?;
+    println!(
+        "public_key = \"{}\"",
+        keys::public_key_base64(&key.verifying_key())
+    );
+    Ok(())
 }
 
 /// `quorumgate keygen`.

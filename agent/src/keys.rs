@@ -12,12 +12,14 @@ use quorum::{SigningKey, VerifyingKey};
 /// Why a key file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    // `cause`, not `source`: the message already says it, and a source would print it twice
+    // in an error chain ("File exists (os error 17): File exists (os error 17)").
     #[error(
-        "cannot read key file {path}: {source} (create one with `quorumgate keygen --out {path}`)"
+        "cannot read key file {path}: {cause} (create one with `quorumgate keygen --out {path}`)"
     )]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("key file {path} is not base64 of a 32-byte ed25519 seed ({why}); regenerate it with `quorumgate keygen`")]
     Malformed { path: PathBuf, why: String },
@@ -25,11 +27,13 @@ pub enum KeyError {
         "key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
     )]
     TooOpen { path: PathBuf, mode: u32 },
-    #[error("cannot write key file {path}: {source}")]
+    #[error("cannot write key file {path}: {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error("{path} already exists: keygen never overwrites a key (print its public key with `quorumgate keygen --public-key {path}`; to replace it, move it away first)")]
+    Exists { path: PathBuf },
 }
 
 /// Loads a signing key; refuses files other users can read.
@@ -39,11 +43,25 @@ pub enum KeyError {
 /// hand `LoadCredential=` files to a `DynamicUser=` service that way (root-owned, mode 0440,
 /// `user:<the service's uid>:r--`), which is no more open than a 0400 file of that user.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
-    let read_err = |source| KeyError::Read {
+    check_private_mode(path)?;
+    let text = fs::read_to_string(path).map_err(|cause| KeyError::Read {
         path: path.to_owned(),
-        source,
-    };
-    let meta = fs::metadata(path).map_err(read_err)?;
+        cause,
+    })?;
+    parse_seed(text.trim()).map_err(|why| KeyError::Malformed {
+        path: path.to_owned(),
+        why,
+    })
+}
+
+/// The rule [`load_signing_key`] applies to a private key file's mode, on its own: readable by
+/// its owner only (0600, 0400), or shared with this process's own user alone through an ACL.
+/// `quorumgate check` holds TLS private keys to it too.
+pub fn check_private_mode(path: &Path) -> Result<(), KeyError> {
+    let meta = fs::metadata(path).map_err(|cause| KeyError::Read {
+        path: path.to_owned(),
+        cause,
+    })?;
     let mode = meta.permissions().mode() & 0o777;
     let own_acl_only = || {
         mode & 0o007 == 0
@@ -55,11 +73,7 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
             mode,
         });
     }
-    let text = fs::read_to_string(path).map_err(read_err)?;
-    parse_seed(text.trim()).map_err(|why| KeyError::Malformed {
-        path: path.to_owned(),
-        why,
-    })
+    Ok(())
 }
 
 /// Whether `path` has a POSIX access ACL whose entries beyond the owner's grant access to user
@@ -120,7 +134,9 @@ fn acl_xattr_grants_only(value: &[u8], uid: u32) -> bool {
 }
 
 fn parse_seed(text: &str) -> Result<SigningKey, String> {
-    let bytes = STANDARD.decode(text).map_err(|e| e.to_string())?;
+    let bytes = STANDARD
+        .decode(text)
+        .map_err(|e| config::base64_problem(&e))?;
     let seed: [u8; 32] = bytes
         .try_into()
         .map_err(|b: Vec<u8>| format!("{} bytes, expected 32", b.len()))?;
@@ -136,16 +152,21 @@ pub fn generate() -> Result<SigningKey, getrandom::Error> {
 
 /// Writes `key` to `path` with mode 0600; refuses to overwrite an existing file.
 pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
-    let write_err = |source| KeyError::Write {
+    let write_err = |cause| KeyError::Write {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(write_err)?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => KeyError::Exists {
+                path: path.to_owned(),
+            },
+            _ => write_err(e),
+        })?;
     writeln!(f, "{}", STANDARD.encode(key.to_bytes())).map_err(write_err)?;
     f.sync_all().map_err(write_err)
 }
@@ -167,10 +188,10 @@ mod tests {
         let key = SigningKey::from_bytes(&[5; 32]);
         write_signing_key(&path, &key).unwrap();
         assert_eq!(load_signing_key(&path).unwrap().to_bytes(), key.to_bytes());
-        assert!(matches!(
-            write_signing_key(&path, &key),
-            Err(KeyError::Write { .. })
-        ));
+        let exists = write_signing_key(&path, &key).unwrap_err();
+        assert!(matches!(exists, KeyError::Exists { .. }), "{exists}");
+        assert!(exists.to_string().contains("already exists"), "{exists}");
+        assert!(std::error::Error::source(&exists).is_none());
 
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
@@ -189,10 +210,13 @@ mod tests {
             .unwrap();
         let err = load_signing_key(&bad).unwrap_err();
         assert!(matches!(err, KeyError::Malformed { .. }), "{err}");
-        assert!(matches!(
-            load_signing_key(&dir.path().join("none")),
-            Err(KeyError::Read { .. })
-        ));
+        let none = load_signing_key(&dir.path().join("none")).unwrap_err();
+        assert!(matches!(none, KeyError::Read { .. }), "{none}");
+        // The io error is in the message once, not again as a source.
+        assert!(std::error::Error::source(&none).is_none());
+        // A space in the key, in the user's terms.
+        let err = parse_seed("BVcN P2V5UFO3TcOoLVkRwGS0fAPWr/6EWc42H4V0ylA=").unwrap_err();
+        assert!(err.contains("character 5 is a space"), "{err}");
     }
 
     fn setfacl(path: &Path, spec: &str) {

@@ -24,9 +24,11 @@ pub mod devcluster;
 pub mod drill;
 pub mod exchange;
 pub mod fdlimit;
+pub mod filecheck;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gates;
+pub mod init;
 pub mod keys;
 pub mod local_resource;
 pub mod net;

@@ -23,12 +23,52 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => cli::check(&config),
+        Command::Init {
+            out,
+            members,
+            checks,
+            name,
+            operator,
+            round_interval,
+            install_dir,
+            state_dir,
+        } => report(
+            quorumgate::init::init(&quorumgate::init::InitSpec {
+                out,
+                name,
+                members,
+                checks,
+                operator,
+                round_interval,
+                install_dir,
+                state_dir,
+            })
+            .map(|b| {
+                for (id, config) in &b.configs {
+                    println!("wrote {id}'s config {}", config.display());
+                }
+                println!(
+                    "wrote the operator key {} and the development CA {}; next: each directory's README.md",
+                    b.operator_key.display(),
+                    b.ca_file.display()
+                );
+            }),
+        ),
+        Command::Check {
+            config,
+            all_members,
+            skip_files,
+        } => cli::check(config.as_deref(), &all_members, skip_files),
         Command::Keygen {
             out,
+            public_key,
             tls_dir,
             names,
-        } => report(cli::keygen(&out, tls_dir.as_deref(), &names)),
+        } => report(match (out, public_key) {
+            (_, Some(key_file)) => cli::public_key(&key_file),
+            (Some(out), None) => cli::keygen(&out, tls_dir.as_deref(), &names),
+            (None, None) => Err(anyhow::anyhow!("give --out FILE or --public-key FILE")),
+        }),
         Command::Verify {
             config,
             cert,

@@ -73,7 +73,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 /// Every certificate in a PEM file; an error if there is none.
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -89,7 +89,8 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+/// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::BadKey {
         path: path.to_owned(),
@@ -97,7 +98,8 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+/// A PEM bundle as trust anchors; an error if any certificate in it cannot be one.
+pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(path)? {
         roots.add(cert).map_err(|source| TlsError::BadCa {
@@ -256,12 +258,22 @@ fn valid_pki_name(name: &str) -> bool {
 /// `dir/<name>.key`, the key mode 0600). Existing files are overwritten. For demos and tests
 /// only: the CA key is discarded and the certificates never expire in practice.
 pub fn generate_dev_pki(dir: &Path, names: &[&str]) -> Result<DevPki, TlsError> {
+    let leaves: Vec<(&str, Vec<String>)> =
+        names.iter().map(|n| (*n, vec![(*n).to_owned()])).collect();
+    generate_pki(dir, &leaves)
+}
+
+/// As [`generate_dev_pki`], with each leaf's extra SANs given (`(name, sans)`: the files are
+/// named by `name`, the SANs are `localhost`, `127.0.0.1` and `sans`; an IP address becomes an
+/// IP SAN). `quorumgate init` names each agent's certificate by its id and adds its peer URL's
+/// host.
+pub fn generate_pki(dir: &Path, leaves: &[(&str, Vec<String>)]) -> Result<DevPki, TlsError> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
     };
 
-    if let Some(bad) = names.iter().find(|n| !valid_pki_name(n)) {
+    if let Some((bad, _)) = leaves.iter().find(|(n, _)| !valid_pki_name(n)) {
         return Err(TlsError::BadName {
             name: (*bad).to_owned(),
         });
@@ -288,11 +300,13 @@ pub fn generate_dev_pki(dir: &Path, names: &[&str]) -> Result<DevPki, TlsError> 
     let ca_file = dir.join("ca.pem");
     write_file(&ca_file, ca_cert.pem().as_bytes(), false)?;
 
-    let mut certs = Vec::with_capacity(names.len());
-    for name in names {
+    let mut certs = Vec::with_capacity(leaves.len());
+    for (name, extra) in leaves {
         let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        if !sans.iter().any(|s| s == name) {
-            sans.push((*name).to_owned());
+        for san in extra {
+            if !sans.contains(san) {
+                sans.push(san.clone());
+            }
         }
         let mut params = CertificateParams::new(sans)?;
         params.distinguished_name.push(DnType::CommonName, *name);

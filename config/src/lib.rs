@@ -65,3 +65,4 @@ pub use model::{
     PeerTls, Plane, PromoteAction, PromoteConfig, RecordAnswer, Route53Local, ServerTls,
     SharedConfig,
 };
+pub use parse::base64_problem;

@@ -78,9 +78,14 @@ impl Config {
         let validated = lenient::deserialize::<RawConfig>(&value, &FieldPath::root(), &mut report)
             .and_then(|raw| validate::validate(&raw, &mut report));
         report.annotate(|path, e| {
-            if let Some(var) = env_var_of(&figment, &value, path) {
+            if let Some(vars) = env_vars_of(&figment, &value, path) {
+                let var = vars.join(", ");
+                let s = if vars.len() > 1 { "s" } else { "" };
                 e.problem
-                    .push_str(&format!(" (set by environment variable {var})"));
+                    .push_str(&format!(" (set by environment variable{s} {var})"));
+                if e.problem.starts_with("unknown key") {
+                    e.fix = format!("{}; it comes from the environment: rename or unset {var}", e.fix);
+                }
                 // `QUORUMGATE_GATES__0__MODE` makes a table that replaces the whole array.
                 if e.problem.starts_with("expected an array, found map") {
                     e.fix = format!("an array of tables can only be written in the config file: unset the {var}{ENV_SEPARATOR}… variables and edit the file");
@@ -151,9 +156,46 @@ fn one_line(message: &str) -> String {
     }
 }
 
-/// The environment variable that set the value at `path`, if one did. (The file and the
-/// defaults need no note: that is where an operator looks first.)
-fn env_var_of(figment: &Figment, root: &Value, path: &FieldPath) -> Option<String> {
+/// The environment variables that set the value at `path`, if any did: the one variable of a
+/// leaf, or, for a table that only the environment made (`QUORUMGATE_CLUSTR__NAME` makes a
+/// table `clustr`), every variable below it. (The file and the defaults need no note: that is
+/// where an operator looks first.)
+fn env_vars_of(figment: &Figment, root: &Value, path: &FieldPath) -> Option<Vec<String>> {
+    let (cur, keys) = env_value_at(root, path)?;
+    let from_env = |v: &Value| {
+        figment
+            .get_metadata(v.tag())
+            .is_some_and(|m| m.name.contains("environment"))
+    };
+    if !from_env(cur) {
+        return None;
+    }
+    let mut vars = Vec::new();
+    leaf_vars(cur, &keys, &from_env, &mut vars);
+    if vars.is_empty() {
+        vars.push(format!("{ENV_PREFIX}{}", keys.join(ENV_SEPARATOR)));
+    }
+    Some(vars)
+}
+
+/// The variables of the environment-set leaves under `v` (named by `keys` so far).
+fn leaf_vars(v: &Value, keys: &[String], from_env: &dyn Fn(&Value) -> bool, out: &mut Vec<String>) {
+    match v {
+        Value::Dict(_, d) => {
+            for (k, child) in d {
+                let mut keys = keys.to_vec();
+                keys.push(k.to_ascii_uppercase());
+                leaf_vars(child, &keys, from_env, out);
+            }
+        }
+        leaf if from_env(leaf) => out.push(format!("{ENV_PREFIX}{}", keys.join(ENV_SEPARATOR))),
+        _ => {}
+    }
+}
+
+/// The value at `path` and its upper-case keys; an array stops the walk (a variable can only
+/// set a whole array).
+fn env_value_at<'a>(root: &'a Value, path: &FieldPath) -> Option<(&'a Value, Vec<String>)> {
     let mut cur = root;
     let mut keys = Vec::new();
     for seg in path.segs() {
@@ -167,9 +209,5 @@ fn env_var_of(figment: &Figment, root: &Value, path: &FieldPath) -> Option<Strin
             _ => return None,
         }
     }
-    let metadata = figment.get_metadata(cur.tag())?;
-    metadata
-        .name
-        .contains("environment")
-        .then(|| format!("{ENV_PREFIX}{}", keys.join(ENV_SEPARATOR)))
+    Some((cur, keys))
 }

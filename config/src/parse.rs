@@ -47,8 +47,8 @@ pub(crate) fn duration_ms(raw: &str, path: &FieldPath, report: &mut Report) -> O
         Err(e) => {
             report.error(
                 path,
-                format!("{raw:?} is not a duration: {e}"),
-                "write a number with a unit, e.g. \"250ms\", \"5s\" or \"1m\"",
+                format!("{raw:?} is not a duration: {}", duration_problem(raw.trim(), &e)),
+                "write a number with a unit, e.g. \"250ms\", \"5s\" or \"1m\" (units: ms, s, m, h, d; \"1h 30m\" adds up)",
             );
             return None;
         }
@@ -63,6 +63,85 @@ pub(crate) fn duration_ms(raw: &str, path: &FieldPath, report: &mut Report) -> O
         return None;
     }
     Some(ms)
+}
+
+/// humantime's error in the user's terms ("expected number at 0" says nothing about `-30s`).
+fn duration_problem(text: &str, e: &humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    let char_at = |pos: usize| text.get(pos..).and_then(|t| t.chars().next());
+    match e {
+        _ if text.starts_with('-') => "a duration cannot be negative".to_owned(),
+        E::Empty => "it is empty".to_owned(),
+        E::UnknownUnit { unit, .. } if unit.is_empty() => {
+            "a number needs a unit (\"5\" is ambiguous: write \"5s\")".to_owned()
+        }
+        E::UnknownUnit { unit, .. } => format!("{unit:?} is not a unit"),
+        E::NumberOverflow => "the number is too large, or finer than a nanosecond".to_owned(),
+        E::NumberExpected(pos) | E::InvalidCharacter(pos) => match char_at(*pos) {
+            Some(' ') => format!("a number was expected at character {}", pos + 1),
+            Some(c) if c.is_ascii_digit() => {
+                format!("a number was expected at character {}", pos + 1)
+            }
+            Some(c) => format!(
+                "{c:?} (character {}) is neither a digit nor part of a unit",
+                pos + 1
+            ),
+            None => "it ends where a number was expected".to_owned(),
+        },
+    }
+}
+
+/// A URL parser's error in the user's terms.
+pub(crate) fn url_problem(e: url::ParseError) -> String {
+    use url::ParseError as E;
+    match e {
+        E::RelativeUrlWithoutBase => "it has no scheme (http:// or https://) and host".to_owned(),
+        E::EmptyHost => "it has no host".to_owned(),
+        E::InvalidPort => "its port is not a number from 1 to 65535".to_owned(),
+        E::InvalidIpv4Address => "its host is not a valid IPv4 address".to_owned(),
+        E::InvalidIpv6Address => {
+            "its host is not a valid IPv6 address (write it in brackets: [2001:db8::1])".to_owned()
+        }
+        E::InvalidDomainCharacter | E::IdnaError => {
+            "its host name has a character a host name cannot have".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A base64 decoder's error in the user's terms ("Invalid symbol 32, offset 4" is a space).
+#[must_use]
+pub fn base64_problem(e: &base64::DecodeError) -> String {
+    use base64::DecodeError as E;
+    let what = |b: u8| match b {
+        b' ' => "a space".to_owned(),
+        b'\t' => "a tab".to_owned(),
+        b'\n' | b'\r' => "a line break".to_owned(),
+        b'-' | b'_' => format!(
+            "{:?} (URL-safe base64; standard base64 has '+' and '/')",
+            char::from(b)
+        ),
+        b if b.is_ascii_graphic() => format!("{:?}", char::from(b)),
+        b => format!("byte 0x{b:02x}"),
+    };
+    match *e {
+        E::InvalidByte(at, b) => format!(
+            "character {} is {}, which base64 does not use (A-Z, a-z, 0-9, '+', '/', and '=' only at the end)",
+            at + 1,
+            what(b)
+        ),
+        E::InvalidLength(n) => format!(
+            "{n} base64 characters cannot be whole bytes: it looks cut short or has extra characters"
+        ),
+        E::InvalidLastSymbol(at, b) => format!(
+            "its last character ({}, character {}) cannot end base64 of whole bytes: it looks cut short or edited",
+            what(b),
+            at + 1
+        ),
+        E::InvalidPadding => {
+            "the '=' padding at the end is wrong: it looks cut short or edited".to_owned()
+        }
+    }
 }
 
 /// [`duration_ms`] of the raw value, or of `default` when unset.
@@ -204,7 +283,7 @@ fn url_like(
         Err(e) => {
             report.error(
                 path,
-                format!("{raw:?} is not a URL: {e}"),
+                format!("{raw:?} is not a URL: {}", url_problem(e)),
                 format!("write a full URL, e.g. {example}"),
             );
             return None;
@@ -395,7 +474,7 @@ pub(crate) fn public_key(
     let bytes = match base64::engine::general_purpose::STANDARD.decode(raw.trim()) {
         Ok(b) => b,
         Err(e) => {
-            report.error(path, format!("is not base64: {e}"), &fix);
+            report.error(path, format!("is not base64: {}", base64_problem(&e)), &fix);
             return None;
         }
     };

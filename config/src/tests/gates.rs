@@ -547,6 +547,73 @@ fn a_broken_check_does_not_make_gates_report_unknown_checks() {
 }
 
 #[test]
+fn a_broken_check_does_not_turn_off_gate_references() {
+    // Issue 15's first repro: a check's own error and a gate naming a missing check, together.
+    let errs = errors(&[
+        Set("checks.0.timeout", r#""9s""#),
+        Set("gates.1.targets.0.check", r#""app-nonexistent""#),
+    ]);
+    assert_eq!(
+        errs.paths(),
+        ["checks[0].timeout", "gates[1].targets[0].check"],
+        "{errs}"
+    );
+    let e = errs.at("gates[1].targets[0].check").unwrap();
+    assert!(e.fix.contains("app, db, dns"), "{e}");
+}
+
+#[test]
+fn a_duplicate_check_id_does_not_hide_a_missing_check() {
+    // Issue 15's second repro.
+    let errs = errors(&[
+        Set("checks.2.id", r#""db""#),
+        Set("gates.0.targets.0.check", r#""nope""#),
+    ]);
+    let mut paths = errs.paths();
+    paths.sort_unstable();
+    // "dns" is gone too, so gates[0].targets[1] names a missing check as well.
+    assert_eq!(
+        paths,
+        [
+            "checks[2].id",
+            "gates[0].targets[0].check",
+            "gates[0].targets[1].check"
+        ],
+        "{errs}"
+    );
+}
+
+#[test]
+fn a_check_with_an_error_still_takes_its_id() {
+    // Issue 15's third repro: checks[1] ("db") is broken, checks[2] reuses its id.
+    let errs = errors(&[
+        Set("checks.1.interval", r#""1s""#),
+        Set("checks.1.timeout", r#""2s""#),
+        Set("checks.2.id", r#""db""#),
+        Set("gates.0.targets.1.check", r#""app""#),
+        Set("gates.0.targets.0.check", r#""db""#),
+    ]);
+    let mut paths = errs.paths();
+    paths.sort_unstable();
+    assert_eq!(paths, ["checks[1].timeout", "checks[2].id"], "{errs}");
+}
+
+#[test]
+fn a_lag_check_is_judged_by_its_probe_table_even_when_the_check_is_broken() {
+    let errs = errors(&with_db(&[
+        Set("checks.0.timeout", r#""9s""#),
+        Set("gates.2.targets.1.lag_check", r#""app""#),
+    ]));
+    let mut paths = errs.paths();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        ["checks[0].timeout", "gates[2].targets[1].lag_check"],
+        "{errs}"
+    );
+}
+
+#[test]
 fn warnings_for_settings_without_effect() {
     let warned = |edits: &[Edit<'_>], path: &str| {
         let c = ok(edits);

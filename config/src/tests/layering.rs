@@ -85,6 +85,24 @@ fn env_typo_fails_closed_and_names_the_variable() {
 }
 
 #[test]
+fn an_unknown_env_section_names_the_whole_variable() {
+    Jail::expect_with(|jail| {
+        jail.create_file("quorumgate.toml", &edited(&[]))?;
+        jail.set_env("QUORUMGATE_CLUSTR__NAME", "x"); // a typo in the section
+        let errs = load("quorumgate.toml").unwrap_err();
+        let e = errs.at("clustr").unwrap_or_else(|| panic!("{errs}"));
+        assert!(
+            e.problem
+                .ends_with("(set by environment variable QUORUMGATE_CLUSTR__NAME)"),
+            "{e}"
+        );
+        assert!(e.fix.contains("`cluster`"), "{e}");
+        assert!(e.fix.contains("unset QUORUMGATE_CLUSTR__NAME"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
 fn bad_env_value_names_the_variable() {
     Jail::expect_with(|jail| {
         jail.create_file("quorumgate.toml", &edited(&[]))?;

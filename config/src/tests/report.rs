@@ -14,7 +14,7 @@ fn several_mistakes_are_reported_together() {
         Set(
             "checks.2",
             r#"{ id = "web", http = { url = "gopher://x" } }"#,
-        ), // bad URL in checks[2]
+        ), // bad URL in checks[2], which replaces "dns": gates[0] now names a missing check
         Set("checks.1.tcp", r#"{ address = "db", tls = "yes" }"#), // two errors in one table
         Set("local.listen", r#""localhost:9443""#),
         Del("local.agent_id"),
@@ -32,6 +32,7 @@ fn several_mistakes_are_reported_together() {
             "checks[2].http.url",
             "cluster.peer_timeout",
             "gate",
+            "gates[0].targets[1].check",
             "local.agent_id",
             "local.control[0].dns.nameserver",
             "local.listen",

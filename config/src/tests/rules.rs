@@ -65,7 +65,11 @@ const CASES: &[Case] = &[
     (&[Set("checks.0.fall_after", "-2")], "checks[0].fall_after", "at least 1 round"),
     (&[Set("checks.0.rise_after", r#""0s""#)], "checks[0].rise_after", "at least 1ms"),
     (&[Set("checks.0.rise_after", "true")], "checks[0].rise_after", "number of rounds"),
-    (&[Set("checks.0.hold_down", r#""0s""#)], "checks[0].hold_down", "at least 1ms"),
+    (&[Set("checks.0.hold_down", r#""-30s""#)], "checks[0].hold_down", "cannot be negative"),
+    (&[Set("checks.0.interval", r#""5 sx""#)], "checks[0].interval", "\"sx\" is not a unit"),
+    (&[Set("checks.0.interval", r#""5""#)], "checks[0].interval", "needs a unit"),
+    (&[Set("members.0.url", r#""use1.internal/""#)], "members[0].url", "no scheme"),
+    (&[Set("members.0.public_key", r#""iojj 3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=""#)], "members[0].public_key", "character 5 is a space"),
     (&[Set("checks.0.initial", r#""up""#)], "checks[0].initial", "unknown value"),
     (&[Del("checks.2.dns")], "checks[2]", "has no probe"),
     (&[Set("checks.2.tcp", r#"{ address = "x:1" }"#)], "checks[2]", "has 2 probes"),
@@ -209,6 +213,34 @@ fn id_errors_carry_the_quorum_id_error_text() {
         errs.at("checks[0].id").unwrap().problem.contains(&expected),
         "{errs}"
     );
+}
+
+#[test]
+fn defaults_follow_round_interval() {
+    // round_interval = "1s" alone: the 1 s default peer_timeout would be as long as a round.
+    let c = ok(&[
+        Set("cluster.round_interval", r#""1s""#),
+        Del("cluster.peer_timeout"),
+        Del("cluster.ballot_valid_for"),
+    ]);
+    assert_eq!(c.shared.cluster.peer_timeout_ms, 500);
+    assert_eq!(c.shared.cluster.ballot_valid_for_ms, 15_000);
+    // A round of a minute: the 15 s default validity would be shorter than a round.
+    let c = ok(&[
+        Set("cluster.round_interval", r#""1m""#),
+        Del("cluster.ballot_valid_for"),
+    ]);
+    assert_eq!(c.shared.cluster.ballot_valid_for_ms, 180_000);
+    // An explicit peer_timeout that is too long: the fix names a value that would pass.
+    let errs = errors(&[
+        Set("cluster.round_interval", r#""1s""#),
+        Set("cluster.peer_timeout", r#""1s""#),
+    ]);
+    let e = errs.at("cluster.peer_timeout").unwrap();
+    assert!(e.fix.contains("\"500ms\""), "{e}");
+    // hold_down = "0s": no hold-down.
+    let c = ok(&[Set("checks.0.hold_down", r#""0s""#)]);
+    assert_eq!(c.shared.checks[0].policy.hold_down_ms, 0);
 }
 
 #[test]

@@ -9,11 +9,82 @@ use super::{elements, probe};
 use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::model::CheckConfig;
-use crate::parse::{duration_ms, duration_or, fmt_ms, id_error, or_default, required};
+use crate::parse::{
+    duration_ms, duration_or, duration_or_zero, fmt_ms, id_error, or_default, required,
+};
 use crate::raw::{RawAfter, RawCheck, RawState};
+
+/// The check ids the file declares, read from every `[[checks]]` entry whether or not the rest
+/// of the entry is valid: references (gate targets, `lag_check`, `abort_check`) and duplicate
+/// ids are judged against these, so a mistake inside one check never hides a mistake in a
+/// reference to it, nor a later duplicate of its id.
+#[derive(Debug, Default)]
+pub(super) struct DeclaredChecks {
+    /// Per entry, in file order: its id if it is a valid check id, and its probe kind if it
+    /// has exactly one probe table.
+    entries: Vec<Option<(CheckId, Option<&'static str>)>>,
+}
+
+/// The probe tables a check may have, as their `ProbeSpec::kind` names.
+const PROBE_KINDS: [&str; 7] = [
+    "http",
+    "tcp",
+    "dns",
+    "postgres",
+    "mysql",
+    "replication_lag",
+    "rds",
+];
+
+impl DeclaredChecks {
+    pub(super) fn of(raw: Option<&[Value]>) -> Self {
+        let entries = raw
+            .unwrap_or_default()
+            .iter()
+            .map(|v| {
+                let Value::Dict(_, d) = v else { return None };
+                let Some(Value::String(_, id)) = d.get("id") else {
+                    return None;
+                };
+                let id = CheckId::new(id.as_str()).ok()?;
+                let mut kinds = PROBE_KINDS.iter().filter(|k| d.contains_key(**k));
+                let kind = match (kinds.next(), kinds.next()) {
+                    (Some(k), None) => Some(*k),
+                    _ => None,
+                };
+                Some((id, kind))
+            })
+            .collect();
+        Self { entries }
+    }
+
+    /// Whether some entry declares `id`.
+    pub(super) fn contains(&self, id: &CheckId) -> bool {
+        self.ids().any(|c| c == id)
+    }
+
+    /// The probe kind of the first entry declaring `id`, when it is clear.
+    pub(super) fn kind_of(&self, id: &CheckId) -> Option<&'static str> {
+        self.entries
+            .iter()
+            .flatten()
+            .find(|(c, _)| c == id)
+            .and_then(|(_, k)| *k)
+    }
+
+    /// Every declared id, in file order (duplicates included).
+    pub(super) fn ids(&self) -> impl Iterator<Item = &CheckId> {
+        self.entries.iter().flatten().map(|(c, _)| c)
+    }
+
+    fn id_at(&self, i: usize) -> Option<&CheckId> {
+        self.entries.get(i).and_then(|e| e.as_ref()).map(|(c, _)| c)
+    }
+}
 
 pub(super) fn checks(
     raw: Option<&[Value]>,
+    declared: &DeclaredChecks,
     path: &FieldPath,
     report: &mut Report,
 ) -> Option<Vec<CheckConfig>> {
@@ -36,18 +107,18 @@ pub(super) fn checks(
         .into_iter()
         .enumerate()
     {
-        let Some(raw) = raw else { continue };
         let p = path.index(i);
-        let check = check(&raw, &p, report);
-        if let Some(c) = &check {
-            if let Some(&j) = first_id.get(&c.id) {
-                let problem = format!("duplicate id {:?} (also checks[{j}])", c.id.as_str());
+        // A check with other errors still takes its id: a later duplicate is reported too.
+        if let Some(id) = declared.id_at(i) {
+            if let Some(&j) = first_id.get(id) {
+                let problem = format!("duplicate id {:?} (also checks[{j}])", id.as_str());
                 report.error(&p.key("id"), problem, "give every check a unique id");
             } else {
-                first_id.insert(c.id.clone(), i);
+                first_id.insert(id.clone(), i);
             }
         }
-        out.extend(check);
+        let Some(raw) = raw else { continue };
+        out.extend(check(&raw, &p, report));
     }
     (out.len() == items.len() && !report.has_error_at(path)).then_some(out)
 }
@@ -106,7 +177,8 @@ fn check(raw: &RawCheck, p: &FieldPath, report: &mut Report) -> Option<CheckConf
         &p.key("rise_after"),
         report,
     );
-    let hold_down = duration_or(
+    // "0s": no hold-down, a transition may follow the previous one at once.
+    let hold_down = duration_or_zero(
         raw.hold_down.as_ref(),
         defaults::HOLD_DOWN,
         &p.key("hold_down"),

@@ -19,6 +19,24 @@ use crate::raw::{RawCluster, RawMember};
 /// Fewest members for a fault-tolerant quorum (Q = 2 of 3 survives one loss).
 const MIN_MEMBERS: usize = 3;
 
+/// `peer_timeout` when unset: 1 s, or half of a `round_interval` of 1 s or less (a push must
+/// end before the next round). A setting valid under the plain 1 s default keeps that value,
+/// so the digest of an existing config does not change.
+fn default_peer_timeout(round: Option<u64>) -> String {
+    match round {
+        Some(r) if r <= 1000 => fmt_ms((r / 2).max(1)),
+        _ => defaults::PEER_TIMEOUT.to_owned(),
+    }
+}
+
+/// `ballot_valid_for` when unset: 15 s, or 3 rounds when 15 s is not longer than a round.
+fn default_ballot_valid_for(round: Option<u64>) -> String {
+    match round {
+        Some(r) if r >= 15_000 => fmt_ms(3 * r),
+        _ => defaults::BALLOT_VALID_FOR.to_owned(),
+    }
+}
+
 pub(super) fn cluster(
     raw: Option<&RawCluster>,
     path: &FieldPath,
@@ -56,7 +74,7 @@ pub(super) fn cluster(
     let valid_path = path.key("ballot_valid_for");
     let valid_for = duration_or(
         raw.ballot_valid_for.as_ref(),
-        defaults::BALLOT_VALID_FOR,
+        &default_ballot_valid_for(round),
         &valid_path,
         report,
     );
@@ -67,12 +85,8 @@ pub(super) fn cluster(
         report,
     );
     let peer_path = path.key("peer_timeout");
-    let peer_timeout = duration_or(
-        raw.peer_timeout.as_ref(),
-        defaults::PEER_TIMEOUT,
-        &peer_path,
-        report,
-    );
+    let peer_default = default_peer_timeout(round);
+    let peer_timeout = duration_or(raw.peer_timeout.as_ref(), &peer_default, &peer_path, report);
 
     let bytes_path = path.key("max_ballot_bytes");
     let max_bytes = or_default(
@@ -153,7 +167,7 @@ pub(super) fn cluster(
                     fmt_ms(r),
                     fmt_ms(p)
                 ),
-                "lower peer_timeout (e.g. \"1s\") or raise round_interval",
+                format!("lower peer_timeout (e.g. \"{peer_default}\") or raise round_interval; unset, it follows round_interval"),
             );
         }
     }

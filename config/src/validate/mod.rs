@@ -6,8 +6,10 @@
 //! its canonical lines in [`crate::digest`].
 //!
 //! Order matters only where one section refers to another: `[[gates]]` name checks and need
-//! the members' `health_url`s; `[[operators]]` must not reuse a member's key. A reference is
-//! judged only when the section it points into validated (its own errors say the rest).
+//! the members' `health_url`s; `[[operators]]` must not reuse a member's key. A check reference
+//! is judged against the ids the `[[checks]]` entries declare ([`checks::DeclaredChecks`]),
+//! valid or not, so every mistake is reported in one run: an error inside a check neither
+//! turns off the references to it nor hides a duplicate of its id.
 
 mod checks;
 mod cluster;
@@ -42,10 +44,16 @@ pub(crate) fn validate(
         &root.key("members"),
         report,
     );
-    let checks = checks::checks(raw.checks.as_deref(), &root.key("checks"), report);
+    let declared = checks::DeclaredChecks::of(raw.checks.as_deref());
+    let checks = checks::checks(
+        raw.checks.as_deref(),
+        &declared,
+        &root.key("checks"),
+        report,
+    );
     let gates = gates::gates(
         raw.gates.as_deref(),
-        checks.as_deref(),
+        &declared,
         &members,
         &root.key("gates"),
         report,

@@ -5,9 +5,10 @@ use quorum::gate::{GateKind, GateSpec};
 
 use super::targets::check_ref;
 use crate::errors::{FieldPath, Report};
-use crate::model::{CheckConfig, DrillConfig, Plane};
+use crate::model::{DrillConfig, Plane};
 use crate::parse::duration_ms;
 use crate::raw::{RawDrill, RawGateKind};
+use crate::validate::checks::DeclaredChecks;
 
 /// `Some(default)` when absent; `None`: an error was reported. `spec` is the gate once it
 /// validated (the rules about its targets need it).
@@ -16,7 +17,7 @@ pub(super) fn drill(
     plane: Option<Plane>,
     kind: Option<RawGateKind>,
     spec: Option<&GateSpec>,
-    checks: Option<&[CheckConfig]>,
+    checks: &DeclaredChecks,
     p: &FieldPath,
     report: &mut Report,
 ) -> Option<DrillConfig> {

@@ -18,13 +18,12 @@ use quorum::{GateId, TargetId};
 
 use self::rules::{one_gate_per_record, plane_rules, spec_error};
 use self::targets::{TargetContext, Targets};
+use super::checks::DeclaredChecks;
 use super::cluster::Members;
 use super::elements;
 use crate::defaults;
 use crate::errors::{FieldPath, Report};
-use crate::model::{
-    CheckConfig, GateConfig, GateTargetConfig, HealthCheckSettings, Plane, RecordAnswer,
-};
+use crate::model::{GateConfig, GateTargetConfig, HealthCheckSettings, Plane, RecordAnswer};
 use crate::parse::{
     dns_name, duration_ms, duration_or, duration_or_zero, hosted_zone_id, id_error, in_range,
     is_dns_label, is_region_code, or_default, required,
@@ -37,7 +36,7 @@ const FENCE_PREFIX: &str = "_quorumgate.";
 /// The gates in file order; `Some(vec![])` when there are none.
 pub(super) fn gates(
     raw: Option<&[Value]>,
-    checks: Option<&[CheckConfig]>,
+    checks: &DeclaredChecks,
     members: &Members,
     path: &FieldPath,
     report: &mut Report,
@@ -93,7 +92,7 @@ struct Parsed {
 
 fn gate(
     raw: &RawGate,
-    checks: Option<&[CheckConfig]>,
+    checks: &DeclaredChecks,
     members: &Members,
     p: &FieldPath,
     report: &mut Report,

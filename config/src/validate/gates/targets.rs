@@ -9,10 +9,10 @@ use quorum::gate::{GateKind, Target, WeightedTarget, MAX_TARGETS};
 use quorum::{CheckId, TargetId};
 
 use crate::errors::{FieldPath, Report};
-use crate::model::{CheckConfig, RecordAnswer};
+use crate::model::RecordAnswer;
 use crate::parse::{dns_name, hosted_zone_id, id_error, in_range, or_default, required};
-use crate::probe::ProbeSpec;
 use crate::raw::{RawAlias, RawGateKind, RawRecordType, RawRole, RawTarget, Text};
+use crate::validate::checks::DeclaredChecks;
 use crate::validate::elements;
 
 /// Where a target sits in its gate's kind.
@@ -38,8 +38,8 @@ pub(super) struct TargetParts {
 pub(super) struct TargetContext<'a> {
     pub kind: Option<RawGateKind>,
     pub record_type: Option<RawRecordType>,
-    /// `None` when a check is invalid: references are then not judged.
-    pub checks: Option<&'a [CheckConfig]>,
+    /// The check ids the file declares (valid or not).
+    pub checks: &'a DeclaredChecks,
 }
 
 /// The targets that deserialized (`complete`: all of them).
@@ -174,25 +174,33 @@ fn target(
 /// A check id that must name one of the `[[checks]]`.
 pub(super) fn check_ref(
     raw: &Text,
-    checks: Option<&[CheckConfig]>,
+    checks: &DeclaredChecks,
     p: &FieldPath,
     report: &mut Report,
 ) -> Option<CheckId> {
     let id = CheckId::new(raw.0.as_str())
         .map_err(|e| id_error(&e, &raw.0, p, report))
         .ok()?;
-    match checks {
-        Some(checks) if !checks.iter().any(|c| c.id == id) => {
-            let known: Vec<&str> = checks.iter().map(|c| c.id.as_str()).collect();
-            report.error(
-                p,
-                format!("{:?} is not a [[checks]] id", id.as_str()),
-                format!("use one of: {}", known.join(", ")),
-            );
-            None
-        }
-        _ => Some(id),
+    if checks.contains(&id) {
+        return Some(id);
     }
+    let mut known: Vec<&str> = Vec::new();
+    for c in checks.ids() {
+        if !known.contains(&c.as_str()) {
+            known.push(c.as_str());
+        }
+    }
+    let fix = if known.is_empty() {
+        format!("add a [[checks]] entry with id = {:?}", id.as_str())
+    } else {
+        format!(
+            "use one of: {} (or add a [[checks]] entry with id = {:?})",
+            known.join(", "),
+            id.as_str()
+        )
+    };
+    report.error(p, format!("{:?} is not a [[checks]] id", id.as_str()), fix);
+    None
 }
 
 /// A replication-lag check, on a failover gate only.
@@ -211,19 +219,14 @@ fn lag_check(
         return None;
     }
     let id = check_ref(raw, ctx.checks, p, report)?;
-    let probe = ctx
-        .checks
-        .and_then(|cs| cs.iter().find(|c| c.id == id))
-        .map(|c| &c.probe);
-    match probe {
-        Some(ProbeSpec::ReplicationLag(_)) | None => Some(id),
+    match ctx.checks.kind_of(&id) {
+        Some("replication_lag") | None => Some(id),
         Some(other) => {
             report.error(
                 p,
                 format!(
-                    "check {:?} is a {} check; a lag_check must measure replication lag",
+                    "check {:?} is a {other} check; a lag_check must measure replication lag",
                     id.as_str(),
-                    other.kind()
                 ),
                 "name a [[checks]] entry with a [checks.replication_lag] table (on the standby this target would promote)",
             );
