@@ -174,6 +174,22 @@ pub fn init_counters(cfg: &config::Config) {
     {
         metrics::counter!(PEER_PUSH, "peer" => m.id.to_string(), "result" => "ok").increment(0);
     }
+    // The Route 53 reachability alert compares the `ok` rate with the total: with a live
+    // control-plane gate, the agent's own calls must have an `ok` series from the start.
+    let writes =
+        cfg.shared.gates.iter().any(|g| {
+            g.plane == config::Plane::Control && g.spec.mode() == quorum::gate::Mode::Live
+        });
+    if writes {
+        for op in [
+            "ListResourceRecordSets",
+            "ChangeResourceRecordSets",
+            "GetChange",
+        ] {
+            metrics::counter!(crate::route53::REQUESTS_TOTAL, "op" => op, "result" => "ok")
+                .increment(0);
+        }
+    }
     for g in &cfg.shared.gates {
         let gate = g.spec.id().to_string();
         if g.plane == config::Plane::Control {
@@ -223,4 +239,59 @@ pub fn install_logging(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Human => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The shipped example (agent use1; gates: `app` data plane, `api` control weighted,
+    /// `orders-db` control failover with a promotion), rendered through a local recorder.
+    #[test]
+    fn init_counters_registers_every_alerted_series_at_zero() {
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/quorumgate.example.toml"
+        );
+        let cfg = config::Config::load(Some(std::path::Path::new(example))).unwrap();
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || init_counters(&cfg));
+        let text = handle.render();
+        let zero = |series: String| {
+            assert!(
+                text.lines().any(|l| l == format!("{series} 0")),
+                "no {series} 0 in:\n{text}"
+            );
+        };
+        for reason in quorum::Rejection::REASONS {
+            zero(format!("{BALLOTS_REJECTED}{{reason=\"{reason}\"}}"));
+        }
+        for peer in ["usw2", "euc1"] {
+            zero(format!("{PEER_PUSH}{{peer=\"{peer}\",result=\"ok\"}}"));
+        }
+        for gate in ["api", "orders-db"] {
+            for result in GATE_CHANGE_RESULTS {
+                zero(format!(
+                    "{GATE_CHANGES}{{gate=\"{gate}\",mode=\"live\",result=\"{result}\"}}"
+                ));
+            }
+        }
+        assert!(
+            !text.contains("gate=\"app\""),
+            "a data-plane gate writes nothing"
+        );
+        for result in PROMOTION_RESULTS {
+            zero(format!(
+                "{GATE_PROMOTIONS}{{gate=\"orders-db\",result=\"{result}\"}}"
+            ));
+        }
+        zero(format!(
+            "{}{{op=\"ChangeResourceRecordSets\",result=\"ok\"}}",
+            crate::route53::REQUESTS_TOTAL
+        ));
+        zero(AUDIT_ERRORS.to_owned());
+    }
 }
