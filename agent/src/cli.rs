@@ -236,7 +236,12 @@ pub fn check(config: Option<&Path>, all_members: &[PathBuf], skip_files: bool) -
 fn check_one(path: &Path, skip_files: bool) -> Option<Config> {
     let cfg = match Config::load(Some(path)) {
         Ok(cfg) => cfg,
-        Err(errors) => {
+        Err(mut errors) => {
+            // The files too, as far as an invalid config names them: one run, every problem.
+            if !skip_files {
+                let files = crate::filecheck::check_named_files(&config::local_files(path));
+                errors.errors.extend(files.errors);
+            }
             eprintln!(
                 "{}: {} problem(s):\n{errors}",
                 path.display(),

@@ -78,6 +78,44 @@ pub fn check_files(cfg: &Config, now: UnixMillis) -> FileReport {
     r
 }
 
+/// The files of a config that did not validate (`config::local_files`): each exists and is
+/// readable, and a private key's mode is the agent's rule (an error for the signing key, a
+/// warning for a TLS key). Parsing and matching need a valid config and wait for it.
+#[must_use]
+pub fn check_named_files(files: &[(String, std::path::PathBuf)]) -> FileReport {
+    let mut r = FileReport::default();
+    for (field, path) in files {
+        let signing = field == "local.key_file";
+        let fix = if signing {
+            format!(
+                "create it with `quorumgate keygen --out {}` and put the public key it prints into this agent's [[members]] entry, or point key_file at the agent's key",
+                path.display()
+            )
+        } else {
+            format!("point {field} at the right file, or create it (`quorumgate keygen --tls-dir` makes a development PKI)")
+        };
+        if let Err(e) = std::fs::File::open(path) {
+            let (problem, fix) = io_problem(path, &e, &fix);
+            r.error(field, problem, fix);
+            continue;
+        }
+        if signing || field.ends_with("key_file") {
+            if let Err(KeyError::TooOpen { mode, .. }) = keys::check_private_mode(path) {
+                if signing {
+                    too_open(field, path, mode, &mut r);
+                } else {
+                    r.warn(
+                        field,
+                        format!("{} is readable by group or others (mode {mode:04o})", path.display()),
+                        format!("chmod 600 {} (0400 works too), unless only the agent's own group can read it (Kubernetes fsGroup)", path.display()),
+                    );
+                }
+            }
+        }
+    }
+    r
+}
+
 /// The agent's signing key: readable, private, a key, and this agent's `[[members]]` key.
 fn signing_key(cfg: &Config, r: &mut FileReport) {
     const FIELD: &str = "local.key_file";

@@ -86,11 +86,12 @@ key_file = "/tmp/k"
     }
 }
 
-/// Twenty mistakes, among them issue 15's three that used to hide others: an error inside a
-/// check next to a gate naming a missing check (`checks[2].timeout`, `gates[0].targets[1]`), a
-/// duplicate check id next to another missing check (`checks[5].id`, `gates[1].targets[1]`),
+/// Twenty-one mistakes, among them issue 15's three that used to hide others: an error inside
+/// a check next to a gate naming a missing check (`checks[2].timeout`, `gates[0].targets[1]`),
+/// a duplicate check id next to another missing check (`checks[5].id`, `gates[1].targets[1]`),
 /// and a broken check whose id is reused later (`checks[4].hold_down`, `checks[5].id`; also
-/// `checks[2]`/`checks[3]`). One run of `check` must name every one.
+/// `checks[2]`/`checks[3]`); the last is a key file that does not exist. One run of `check`
+/// must name every one.
 const MANY_MISTAKES: &str = r#"[cluster]
 name = "app-prod"
 round_interval = "5s"
@@ -209,7 +210,12 @@ nameserver = "resolver"
 fn check_reports_every_planted_mistake_in_one_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("many.toml");
-    std::fs::write(&path, MANY_MISTAKES).expect("write config");
+    let missing = dir.path().join("missing.key");
+    std::fs::write(
+        &path,
+        MANY_MISTAKES.replace("/tmp/k", missing.to_str().expect("utf-8")),
+    )
+    .expect("write config");
     let out = Command::new(exe())
         .args(["check", "--config"])
         .arg(&path)
@@ -238,6 +244,8 @@ fn check_reports_every_planted_mistake_in_one_run() {
         "local.agent_id",
         "local.listen",
         "local.control[0].dns.nameserver",
+        // A file the (invalid) config names: checked in the same run.
+        "local.key_file",
     ];
     let missing: Vec<&str> = expected
         .iter()
