@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::fmt::Write as _;
+
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -234,7 +236,12 @@ pub fn check(config: Option<&Path>, all_members: &[PathBuf], skip_files: bool) -
 fn check_one(path: &Path, skip_files: bool) -> Option<Config> {
     let cfg = match Config::load(Some(path)) {
         Ok(cfg) => cfg,
-        Err(errors) => {
+        Err(mut errors) => {
+            // The files too, as far as an invalid config names them: one run, every problem.
+            if !skip_files {
+                let files = crate::filecheck::check_named_files(&config::local_files(path));
+                errors.errors.extend(files.errors);
+            }
             eprintln!(
                 "{}: {} problem(s):\n{errors}",
                 path.display(),
@@ -558,10 +565,34 @@ fn drill_detail(now: u64, d: &crate::status::DrillStatus) -> String {
     }
 }
 
+/// One member's vote in the status table: `use1=healthy:ok`, with a replication-lag check's
+/// measured lag (`[lag 1.2s]`: how far the standby is behind) and, when the ballot carrying it
+/// no longer counts, `[EXPIRED, observed 34s ago]`: the last thing it said, not a current vote.
+fn vote(now: u64, agent: &str, ob: &crate::status::ObservationStatus) -> String {
+    let mut v = format!("{agent}={}:{}", ob.status, ob.reason);
+    if let Some(lag) = ob.lag_ms {
+        let _ = write!(v, "[lag {}]", lag_text(lag));
+    }
+    if !ob.live {
+        let _ = write!(v, "[EXPIRED, observed {}]", ago(now, ob.observed_at_ms));
+    }
+    v
+}
+
+/// A replication lag for people: `0.4s`, `12s`, `3m 5s`.
+fn lag_text(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 60_000 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}m {}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
 /// Human view of a status document.
 #[must_use]
 pub fn render_status(s: &Status) -> String {
-    use std::fmt::Write as _;
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -619,7 +650,7 @@ pub fn render_status(s: &Status) -> String {
         let votes: Vec<String> = c
             .observations
             .iter()
-            .map(|(agent, ob)| format!("{agent}={}:{}", ob.status, ob.reason))
+            .map(|(agent, ob)| vote(s.now_ms, agent, ob))
             .collect();
         let basis = if c.basis.is_empty() { "-" } else { &c.basis };
         let _ = writeln!(
@@ -682,4 +713,39 @@ pub fn render_status(s: &Status) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::render_status;
+
+    #[test]
+    fn status_shows_lag_and_marks_expired_votes() {
+        let doc = serde_json::json!({
+            "agent": "use1", "region": "us-east-1", "cluster": "prod", "version": "0",
+            "config_digest": "00112233445566778899", "now_ms": 100_000, "members_total": 3,
+            "quorum": 2, "ready": true, "rounds": 7, "abstaining": null, "controls": [],
+            "members": [], "rejected": {}, "last_rejection": null,
+            "checks": [{
+                "id": "db-lag", "kind": "replication_lag", "decision": "healthy",
+                "basis": "decided", "since_ms": 50_000, "transitions": 0, "pending_rounds": 0,
+                "tally": null,
+                "observations": {
+                    "use1": { "status": "healthy", "reason": "ok", "latency_ms": 3,
+                              "observed_at_ms": 99_000, "lag_ms": 1_200, "detail": "", "live": true },
+                    "usw2": { "status": "unhealthy", "reason": "lag", "latency_ms": 3,
+                              "observed_at_ms": 66_000, "lag_ms": 185_000, "detail": "", "live": false }
+                }
+            }]
+        });
+        let status = serde_json::from_value(doc).unwrap();
+        let text = render_status(&status);
+        assert!(text.contains("use1=healthy:ok[lag 1.2s]"), "{text}");
+        assert!(
+            text.contains("usw2=unhealthy:lag[lag 3m 5s][EXPIRED, observed 34s ago]"),
+            "{text}"
+        );
+    }
 }

@@ -3,7 +3,8 @@
 //! (readable, parses, a private key's mode, a certificate that matches its key, validity dates).
 //!
 //! The agent would refuse to start on any error found here; a warning (a certificate that
-//! expires within [`EXPIRY_WARNING`]) is for the operator. The key-mode rule is the agent's
+//! expires within [`EXPIRY_WARNING`], a TLS key group or others can read, which the agent
+//! accepts) is for the operator. The key-mode rule is the agent's
 //! own ([`keys::check_private_mode`]), so `check` under the unit's `ExecStartPre` judges the
 //! files exactly as the agent will.
 
@@ -73,6 +74,44 @@ pub fn check_files(cfg: &Config, now: UnixMillis) -> FileReport {
             now,
             &mut r,
         );
+    }
+    r
+}
+
+/// The files of a config that did not validate (`config::local_files`): each exists and is
+/// readable, and a private key's mode is the agent's rule (an error for the signing key, a
+/// warning for a TLS key). Parsing and matching need a valid config and wait for it.
+#[must_use]
+pub fn check_named_files(files: &[(String, std::path::PathBuf)]) -> FileReport {
+    let mut r = FileReport::default();
+    for (field, path) in files {
+        let signing = field == "local.key_file";
+        let fix = if signing {
+            format!(
+                "create it with `quorumgate keygen --out {}` and put the public key it prints into this agent's [[members]] entry, or point key_file at the agent's key",
+                path.display()
+            )
+        } else {
+            format!("point {field} at the right file, or create it (`quorumgate keygen --tls-dir` makes a development PKI)")
+        };
+        if let Err(e) = std::fs::File::open(path) {
+            let (problem, fix) = io_problem(path, &e, &fix);
+            r.error(field, problem, fix);
+            continue;
+        }
+        if signing || field.ends_with("key_file") {
+            if let Err(KeyError::TooOpen { mode, .. }) = keys::check_private_mode(path) {
+                if signing {
+                    too_open(field, path, mode, &mut r);
+                } else {
+                    r.warn(
+                        field,
+                        format!("{} is readable by group or others (mode {mode:04o})", path.display()),
+                        format!("chmod 600 {} (0400 works too), unless only the agent's own group can read it (Kubernetes fsGroup)", path.display()),
+                    );
+                }
+            }
+        }
     }
     r
 }
@@ -206,9 +245,23 @@ fn identity(cert: (&str, &Path), key: (&str, &Path), now: SystemTime, r: &mut Fi
                 false
             }
         },
+        // The agent itself accepts a group-readable TLS key (a Kubernetes Secret mounted with
+        // fsGroup is 0440 whatever defaultMode says), so this is a warning, not an error.
         Err(KeyError::TooOpen { mode, .. }) => {
-            too_open(key_field, key_path, mode, r);
-            false
+            r.warn(
+                key_field,
+                format!(
+                    "{} is readable by group or others (mode {mode:04o})",
+                    key_path.display()
+                ),
+                format!(
+                    "chmod 600 {} (0400 works too), unless only the agent's own group can read it (Kubernetes fsGroup)",
+                    key_path.display()
+                ),
+            );
+            tls::load_key(key_path)
+                .map_err(|e| tls_error(key_field, &e, "a PEM private key", r))
+                .is_ok()
         }
         Err(KeyError::Read { cause, .. }) => {
             let (problem, fix) = io_problem(
@@ -397,7 +450,6 @@ mod tests {
             paths(&r.errors),
             [
                 "local.key_file",
-                "local.tls.key_file",
                 "local.tls.client_ca_file",
                 "local.peer_tls.client_key_file"
             ],
@@ -406,16 +458,23 @@ mod tests {
         );
         let text: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
         assert!(text[0].contains("members[0] (use1) lists"), "{}", text[0]);
+        assert!(text[1].contains("does not exist"), "{}", text[1]);
         assert!(
-            text[1].contains("mode 0644") && text[1].contains("chmod 600"),
+            text[2].contains("is not the private key of the certificate"),
             "{}",
-            text[1]
+            text[2]
         );
-        assert!(text[2].contains("does not exist"), "{}", text[2]);
+        // A TLS key others can read: the agent accepts it, so a warning.
+        assert_eq!(
+            paths(&r.warnings),
+            ["local.tls.key_file"],
+            "{:?}",
+            r.warnings
+        );
         assert!(
-            text[3].contains("is not the private key of the certificate"),
-            "{}",
-            text[3]
+            r.warnings[0].problem.contains("mode 0644"),
+            "{:?}",
+            r.warnings
         );
     }
 

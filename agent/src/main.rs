@@ -182,6 +182,7 @@ async fn agent(path: &std::path::Path) -> anyhow::Result<()> {
     })?;
     telemetry::install_logging(config.local.log_format, &config.local.log_level);
     let metrics = telemetry::install_metrics()?;
+    telemetry::init_counters(&config);
     // `install_recorder` starts no upkeep task: without one, every histogram sample (one per
     // probe) stays queued until the next /metrics render, so an agent nobody scrapes grows
     // without bound (about 8 bytes per probe).

@@ -5,7 +5,7 @@
 //! Each agent verifies the signature, the operator, replay protection (a per-operator `seq`,
 //! here the wall clock in ms) and the command's validity window on its own, records it in its
 //! audit log, and only then applies it. The command is the same bytes for every agent, so a
-//! partial delivery can be completed by re-sending exactly them (`--resend FILE`).
+//! partial delivery can be completed by re-sending exactly them (`quorumgate resend FILE`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,7 +49,8 @@ pub struct OperatorArgs {
     /// Send to these agent base URLs instead of every member's `url`.
     #[arg(long = "agent-url")]
     pub agent_urls: Vec<Url>,
-    /// Also write the signed command (base64) to this file, to re-send it with --resend.
+    /// Also write the signed command (base64) to this file, to re-send it to agents that
+    /// missed it with `quorumgate resend --config F FILE`.
     #[arg(long)]
     pub save: Option<PathBuf>,
 }
@@ -258,14 +259,62 @@ async fn deliver(cfg: &Config, urls: &[Url], wire: Vec<u8>) -> anyhow::Result<Ex
     let targets = agent_targets(cfg, urls);
     let results = send_all(&targets, &tls, wire).await?;
     let all_ok = print_results(&results);
-    if !all_ok {
-        println!("not every agent applied it; re-send the same command with `quorumgate resend` (use --save)");
+    for line in advice(&results) {
+        println!("{line}");
     }
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What to do about the agents that did not apply a command. Re-sending the same signed
+/// command helps only where it did not arrive or could not be applied (network, 5xx); an
+/// agent that refused it (`403 rejected: <reason>`) will refuse it again.
+pub(crate) fn advice(results: &[(String, (bool, String))]) -> Vec<String> {
+    let mut retry: Vec<&str> = Vec::new();
+    let mut refused: Vec<(&str, &str)> = Vec::new();
+    for (name, (ok, text)) in results {
+        if *ok {
+            continue;
+        }
+        match text
+            .strip_prefix("HTTP 403 rejected: ")
+            .and_then(|r| r.split(':').next())
+        {
+            Some(reason) => refused.push((name, reason)),
+            None => retry.push(name),
+        }
+    }
+    let mut out = Vec::new();
+    if !retry.is_empty() {
+        out.push(format!(
+            "{} did not get it or could not apply it: re-send the same signed command to them with `quorumgate resend --config F FILE` (FILE as written by --save; without one, sign the command again)",
+            retry.join(", ")
+        ));
+    }
+    let mut reasons: Vec<&str> = refused.iter().map(|(_, r)| *r).collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    for reason in reasons {
+        let names: Vec<&str> = refused
+            .iter()
+            .filter(|(_, r)| *r == reason)
+            .map(|(n, _)| *n)
+            .collect();
+        let why = match reason {
+            "replay" => "its sequence number is not newer than the last command of this operator they applied; see the gate in `quorumgate status`, and to act again sign a new command",
+            "bad_signature" | "unknown_operator" => "their [[operators]] do not list this key for this operator: check --key and --operator, and that those agents run the config with your [[operators]] entry (compare the config digest in `quorumgate status`)",
+            "expired" | "from_future" => "its validity window does not cover their clock: check the clocks (NTP) and sign a new command",
+            _ => "see the reason above",
+        };
+        out.push(format!(
+            "{} refused it ({reason}); re-sending the same command cannot change that: {why}",
+            names.join(", ")
+        ));
+    }
+    out
 }
 
 /// One line per agent; true if every agent applied it (or already had it).
@@ -313,4 +362,48 @@ pub(crate) async fn send_all(
     }
     results.sort();
     Ok(results)
+}
+
+#[cfg(test)]
+mod advice_tests {
+    use super::advice;
+
+    fn r(name: &str, ok: bool, text: &str) -> (String, (bool, String)) {
+        (name.to_owned(), (ok, text.to_owned()))
+    }
+
+    #[test]
+    fn resend_is_advised_only_where_it_can_help() {
+        let results = [
+            r("use1", true, "HTTP 200 applied: freeze app"),
+            r("usw2", false, "not delivered: connection refused"),
+            r(
+                "euw1",
+                false,
+                "HTTP 403 rejected: replay: seq 3 is not newer than 5",
+            ),
+            r(
+                "apse1",
+                false,
+                "HTTP 403 rejected: bad_signature: signature does not verify",
+            ),
+        ];
+        let a = advice(&results);
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert!(
+            a[0].starts_with("usw2 did not get it") && a[0].contains("quorumgate resend"),
+            "{a:?}"
+        );
+        assert!(
+            a[1].starts_with("apse1 refused it (bad_signature)") && !a[1].contains("resend --"),
+            "{a:?}"
+        );
+        assert!(
+            a[2].starts_with(
+                "euw1 refused it (replay); re-sending the same command cannot change that"
+            ),
+            "{a:?}"
+        );
+        assert!(advice(&results[..1]).is_empty());
+    }
 }

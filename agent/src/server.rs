@@ -238,7 +238,8 @@ pub async fn serve(
                             .await
                         {
                             Ok(Ok(tls)) => {
-                                serve_http(TokioIo::new(tls), surface, ctx, ticket).await
+                                serve_http(TokioIo::new(tls), surface, ctx, ticket, Some(peer))
+                                    .await
                             }
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
@@ -249,7 +250,9 @@ pub async fn serve(
                             }
                         }
                     }
-                    None => serve_http(TokioIo::new(stream), surface, ctx, ticket).await,
+                    None => {
+                        serve_http(TokioIo::new(stream), surface, ctx, ticket, Some(peer)).await
+                    }
                 }
             });
             // Shed: dropping the connection closes its socket (and frees its descriptor) now.
@@ -280,8 +283,13 @@ pub async fn serve_connection<I>(io: TokioIo<I>, surface: Surface, ctx: Arc<Serv
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    serve_http(io, surface, ctx, None).await;
+    serve_http(io, surface, ctx, None, None).await;
 }
+
+/// The remote address of the connection a request came on (a request extension), for logs:
+/// a rejected ballot names where it came from.
+#[derive(Clone, Copy, Debug)]
+struct RemoteAddr(std::net::SocketAddr);
 
 /// As [`serve_connection`], telling the connection's admission `ticket` (if any) when a
 /// request starts and ends (an idle connection may be shed, a busy one not). Either way the
@@ -291,11 +299,15 @@ async fn serve_http<I>(
     surface: Surface,
     ctx: Arc<ServerCtx>,
     ticket: Option<Arc<admission::Ticket>>,
+    remote: Option<std::net::SocketAddr>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let served = Arc::new(AtomicU64::new(0));
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |mut req: Request<Incoming>| {
+        if let Some(addr) = remote {
+            req.extensions_mut().insert(RemoteAddr(addr));
+        }
         let ctx = Arc::clone(&ctx);
         let ticket = ticket.clone();
         let n = served.fetch_add(1, Ordering::Relaxed) + 1;
@@ -447,16 +459,22 @@ fn too_large(limit: usize) -> Response<Body> {
 
 async fn post_ballot(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> {
     let limit = ctx.max_body_bytes;
+    // Where the ballot came from, for the log of a rejection (the runbook's forged-ballot
+    // hunt starts there).
+    let source = req
+        .extensions()
+        .get::<RemoteAddr>()
+        .map_or_else(|| "push".to_owned(), |a| a.0.to_string());
     let bytes = match read_body(req, limit).await {
         Ok(b) => b,
         Err(BodyError::TooLarge(detail)) => {
-            lock(ctx).reject_transport("too_large", detail);
+            lock(ctx).reject_transport("too_large", format!("{detail} (from {source})"));
             return too_large(limit);
         }
         Err(BodyError::Other(resp)) => return resp,
     };
     let now = ctx.clock.now();
-    let result = lock(ctx).receive_peer(now, &bytes, "push");
+    let result = lock(ctx).receive_peer(now, &bytes, &source);
     match result {
         Ok(Accepted::New(_)) => text(StatusCode::ACCEPTED, "accepted\n".to_owned()),
         Ok(Accepted::Duplicate) => text(StatusCode::OK, "duplicate\n".to_owned()),

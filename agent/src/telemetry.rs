@@ -128,6 +128,90 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
+/// The `result` labels of a live gate change (`GATE_CHANGES`): the outcomes, the Route 53
+/// API's error labels (`ApiError::label`) and `error` for every other write failure.
+pub const GATE_CHANGE_RESULTS: [&str; 10] = [
+    "applied",
+    "already_in_place",
+    "stale",
+    "lost_race",
+    "invalid_change_batch",
+    "not_found",
+    "rejected",
+    "unavailable",
+    "malformed",
+    "error",
+];
+
+/// The `result` labels of `GATE_PROMOTIONS`.
+pub const PROMOTION_RESULTS: [&str; 3] = ["started", "already_done", "error"];
+
+/// Registers, at 0, every labelled counter the alerts (`deploy/prometheus/alerts.yml`) take an
+/// `increase()` or `rate()` of, for every label value this agent can report: a counter that
+/// only appears at its first increment shows no increase, so a single forged ballot or failed
+/// command would go unnoticed. Label values that depend on the config (peers, gates) come
+/// from `cfg`. Call once, after [`install_metrics`].
+pub fn init_counters(cfg: &config::Config) {
+    for reason in quorum::Rejection::REASONS {
+        metrics::counter!(BALLOTS_REJECTED, "reason" => reason).increment(0);
+    }
+    for result in quorum::operator::CommandRejection::REASONS
+        .into_iter()
+        .chain(["accepted", "duplicate", "audit_failed"])
+    {
+        metrics::counter!(OPERATOR_COMMANDS, "result" => result).increment(0);
+    }
+    for name in [ROUNDS, AUDIT_ERRORS, DECISIONS_WRITE_ERRORS, EARLY_BALLOTS] {
+        metrics::counter!(name).increment(0);
+    }
+    // The push alert compares the `ok` rate with the total: `ok` must exist for a peer never
+    // reached since start.
+    for m in cfg
+        .shared
+        .members
+        .iter()
+        .filter(|m| m.id != cfg.local.agent_id)
+    {
+        metrics::counter!(PEER_PUSH, "peer" => m.id.to_string(), "result" => "ok").increment(0);
+    }
+    // The Route 53 reachability alert compares the `ok` rate with the total: with a live
+    // control-plane gate, the agent's own calls must have an `ok` series from the start.
+    let writes =
+        cfg.shared.gates.iter().any(|g| {
+            g.plane == config::Plane::Control && g.spec.mode() == quorum::gate::Mode::Live
+        });
+    if writes {
+        for op in [
+            "ListResourceRecordSets",
+            "ChangeResourceRecordSets",
+            "GetChange",
+        ] {
+            metrics::counter!(crate::route53::REQUESTS_TOTAL, "op" => op, "result" => "ok")
+                .increment(0);
+        }
+    }
+    for g in &cfg.shared.gates {
+        let gate = g.spec.id().to_string();
+        if g.plane == config::Plane::Control {
+            if g.spec.mode() == quorum::gate::Mode::DryRun {
+                metrics::counter!(GATE_CHANGES, "gate" => gate.clone(), "mode" => "dry-run", "result" => "dry_run")
+                    .increment(0);
+            } else {
+                for result in GATE_CHANGE_RESULTS {
+                    metrics::counter!(GATE_CHANGES, "gate" => gate.clone(), "mode" => "live", "result" => result)
+                        .increment(0);
+                }
+            }
+        }
+        if g.promote.is_some() {
+            for result in PROMOTION_RESULTS {
+                metrics::counter!(GATE_PROMOTIONS, "gate" => gate.clone(), "result" => result)
+                    .increment(0);
+            }
+        }
+    }
+}
+
 /// The `/metrics` text: the exporter's series, then the per-check ones ([`checks`]), which
 /// the exporter does not hold (no name is in both, so every family appears once).
 #[must_use]
@@ -155,4 +239,59 @@ pub fn install_logging(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Human => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The shipped example (agent use1; gates: `app` data plane, `api` control weighted,
+    /// `orders-db` control failover with a promotion), rendered through a local recorder.
+    #[test]
+    fn init_counters_registers_every_alerted_series_at_zero() {
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/quorumgate.example.toml"
+        );
+        let cfg = config::Config::load(Some(std::path::Path::new(example))).unwrap();
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || init_counters(&cfg));
+        let text = handle.render();
+        let zero = |series: String| {
+            assert!(
+                text.lines().any(|l| l == format!("{series} 0")),
+                "no {series} 0 in:\n{text}"
+            );
+        };
+        for reason in quorum::Rejection::REASONS {
+            zero(format!("{BALLOTS_REJECTED}{{reason=\"{reason}\"}}"));
+        }
+        for peer in ["usw2", "euc1"] {
+            zero(format!("{PEER_PUSH}{{peer=\"{peer}\",result=\"ok\"}}"));
+        }
+        for gate in ["api", "orders-db"] {
+            for result in GATE_CHANGE_RESULTS {
+                zero(format!(
+                    "{GATE_CHANGES}{{gate=\"{gate}\",mode=\"live\",result=\"{result}\"}}"
+                ));
+            }
+        }
+        assert!(
+            !text.contains("gate=\"app\""),
+            "a data-plane gate writes nothing"
+        );
+        for result in PROMOTION_RESULTS {
+            zero(format!(
+                "{GATE_PROMOTIONS}{{gate=\"orders-db\",result=\"{result}\"}}"
+            ));
+        }
+        zero(format!(
+            "{}{{op=\"ChangeResourceRecordSets\",result=\"ok\"}}",
+            crate::route53::REQUESTS_TOTAL
+        ));
+        zero(AUDIT_ERRORS.to_owned());
+    }
 }

@@ -58,7 +58,7 @@ mod tests;
 
 pub use digest::digest_of;
 pub use errors::{ConfigErrors, FieldError};
-pub use load::{env_provider, ENV_NOT_SETTINGS, ENV_PREFIX, ENV_SEPARATOR};
+pub use load::{env_provider, local_files, ENV_NOT_SETTINGS, ENV_PREFIX, ENV_SEPARATOR};
 pub use model::{
     CheckConfig, ClusterSettings, Config, ControlProbe, DrillConfig, GateConfig, GateTargetConfig,
     HealthCheckSettings, HealthListener, LocalConfig, LogFormat, MemberConfig, OperatorConfig,

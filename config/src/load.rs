@@ -1,6 +1,6 @@
 //! Loading: figment layers in, [`Config`] or every error out.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Toml};
 use figment::value::Value;
@@ -113,6 +113,56 @@ impl Config {
             }
         }
     }
+}
+
+/// The files `[local]` names, read from the file at `path` and the environment whether or not
+/// the rest of the config is valid: `(field path, file)`, in a fixed order. `quorumgate check`
+/// looks at them even when the config has other problems, so one run reports both. A
+/// `key_file` left unset is `{state_dir}/agent.key`, as in a valid config.
+#[must_use]
+pub fn local_files(path: &Path) -> Vec<(String, PathBuf)> {
+    const FIELDS: [&[&str]; 8] = [
+        &["tls", "cert_file"],
+        &["tls", "key_file"],
+        &["tls", "client_ca_file"],
+        &["health_tls", "cert_file"],
+        &["health_tls", "key_file"],
+        &["peer_tls", "ca_file"],
+        &["peer_tls", "client_cert_file"],
+        &["peer_tls", "client_key_file"],
+    ];
+    let figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(env_provider());
+    let Ok(Value::Dict(_, root)) = figment.extract::<Value>() else {
+        return Vec::new();
+    };
+    let Some(Value::Dict(_, local)) = root.get("local") else {
+        return Vec::new();
+    };
+    let text = |keys: &[&str]| {
+        let mut cur = local.get(keys[0])?;
+        for k in &keys[1..] {
+            let Value::Dict(_, d) = cur else { return None };
+            cur = d.get(*k)?;
+        }
+        match cur {
+            Value::String(_, s) if !s.trim().is_empty() => Some(PathBuf::from(s.trim())),
+            _ => None,
+        }
+    };
+    let mut out = Vec::new();
+    let key_file = text(&["key_file"]).or_else(|| match local.get("state_dir") {
+        None => Some(Path::new(crate::defaults::STATE_DIR).join(crate::defaults::KEY_FILE_NAME)),
+        Some(_) => text(&["state_dir"]).map(|d| d.join(crate::defaults::KEY_FILE_NAME)),
+    });
+    out.extend(key_file.map(|k| ("local.key_file".to_owned(), k)));
+    for keys in FIELDS {
+        if let Some(p) = text(keys) {
+            out.push((format!("local.{}", keys.join(".")), p));
+        }
+    }
+    out
 }
 
 /// Errors of a provider itself (TOML syntax, unreadable file): there is nothing to validate.

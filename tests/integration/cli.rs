@@ -86,11 +86,12 @@ key_file = "/tmp/k"
     }
 }
 
-/// Twenty mistakes, among them issue 15's three that used to hide others: an error inside a
-/// check next to a gate naming a missing check (`checks[2].timeout`, `gates[0].targets[1]`), a
-/// duplicate check id next to another missing check (`checks[5].id`, `gates[1].targets[1]`),
+/// Twenty-one mistakes, among them issue 15's three that used to hide others: an error inside
+/// a check next to a gate naming a missing check (`checks[2].timeout`, `gates[0].targets[1]`),
+/// a duplicate check id next to another missing check (`checks[5].id`, `gates[1].targets[1]`),
 /// and a broken check whose id is reused later (`checks[4].hold_down`, `checks[5].id`; also
-/// `checks[2]`/`checks[3]`). One run of `check` must name every one.
+/// `checks[2]`/`checks[3]`); the last is a key file that does not exist. One run of `check`
+/// must name every one.
 const MANY_MISTAKES: &str = r#"[cluster]
 name = "app-prod"
 round_interval = "5s"
@@ -209,7 +210,12 @@ nameserver = "resolver"
 fn check_reports_every_planted_mistake_in_one_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("many.toml");
-    std::fs::write(&path, MANY_MISTAKES).expect("write config");
+    let missing = dir.path().join("missing.key");
+    std::fs::write(
+        &path,
+        MANY_MISTAKES.replace("/tmp/k", missing.to_str().expect("utf-8")),
+    )
+    .expect("write config");
     let out = Command::new(exe())
         .args(["check", "--config"])
         .arg(&path)
@@ -238,6 +244,8 @@ fn check_reports_every_planted_mistake_in_one_run() {
         "local.agent_id",
         "local.listen",
         "local.control[0].dns.nameserver",
+        // A file the (invalid) config names: checked in the same run.
+        "local.key_file",
     ];
     let missing: Vec<&str> = expected
         .iter()
@@ -478,4 +486,123 @@ fn init_writes_a_bundle_that_checks_and_runs_on_loopback() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
+}
+
+/// Every `quorumgate …` command quoted in a doc: a line of a code block starting with
+/// `quorumgate ` or `cargo run -p quorumgate -- ` (continuation lines joined, `#` comments
+/// dropped), or an inline code span starting so. `(file:line, words after the prefix)`.
+fn doc_commands(file: &str, text: &str) -> Vec<(String, String)> {
+    const PREFIXES: [&str; 2] = ["cargo run -p quorumgate -- ", "quorumgate "];
+    let strip = |s: &str| {
+        PREFIXES
+            .iter()
+            .find_map(|p| s.strip_prefix(p))
+            .map(str::to_owned)
+    };
+    let mut out = Vec::new();
+    let mut in_block = false;
+    let mut pending: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block {
+            let code = line.split(" #").next().unwrap_or_default().trim();
+            let (start, joined) = match pending.take() {
+                Some((start, head)) => (start, format!("{head} {code}")),
+                None => (n, code.to_owned()),
+            };
+            if let Some(rest) = joined.strip_suffix('\\') {
+                pending = Some((start, rest.trim_end().to_owned()));
+            } else if let Some(cmd) = strip(&joined) {
+                out.push((format!("{file}:{start}"), cmd));
+            }
+            continue;
+        }
+        // Inline code spans of prose and tables.
+        for (k, span) in line.split('`').enumerate() {
+            if k % 2 == 1 {
+                if let Some(cmd) = strip(span) {
+                    out.push((format!("{file}:{n}"), cmd));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The docs quote the CLI as it is: every subcommand exists and every flag is one of its own.
+#[test]
+fn docs_command_lines_match_the_cli() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    let mut helps: std::collections::HashMap<String, Option<Vec<String>>> =
+        std::collections::HashMap::new();
+    let flags_of = |sub: &str| -> Option<Vec<String>> {
+        let (ok, out, _) = run(&[sub, "--help"]);
+        ok.then(|| {
+            out.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .filter(|w| w.starts_with("--") && w.len() > 2)
+                .map(str::to_owned)
+                .collect()
+        })
+    };
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for f in &files {
+        let name = f.strip_prefix(&root).unwrap_or(f).display().to_string();
+        let text = std::fs::read_to_string(f).expect("read doc");
+        for (at, cmd) in doc_commands(&name, &text) {
+            // Quoted text that is not a command line (a Route 53 health check's Name tag).
+            const NOT_COMMANDS: [&str; 1] = ["prod agent/use1/app-use1"];
+            if NOT_COMMANDS.contains(&cmd.as_str()) {
+                continue;
+            }
+            seen += 1;
+            let mut words = cmd.split_whitespace();
+            let Some(sub) = words.next() else { continue };
+            if sub.starts_with("--") {
+                // `quorumgate --help` / `--version`
+                if !matches!(sub, "--help" | "--version") {
+                    problems.push(format!("{at}: `quorumgate {cmd}`: unknown flag {sub}"));
+                }
+                continue;
+            }
+            let flags = helps.entry(sub.to_owned()).or_insert_with(|| flags_of(sub));
+            let Some(flags) = flags else {
+                problems.push(format!("{at}: `quorumgate {cmd}`: no subcommand {sub:?}"));
+                continue;
+            };
+            for w in words {
+                let w = w.trim_start_matches(['[', '(']);
+                if !w.starts_with("--") {
+                    continue;
+                }
+                let flag: String = w
+                    .split('=')
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
+                if flag.len() > 2 && !flags.contains(&flag) {
+                    problems.push(format!("{at}: `quorumgate {cmd}`: {sub} has no {flag}"));
+                }
+            }
+        }
+    }
+    assert!(
+        seen > 20,
+        "found only {seen} command lines: is the extraction broken?"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

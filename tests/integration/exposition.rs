@@ -221,3 +221,46 @@ async fn metrics_of_an_agent_with_many_checks_are_valid_exposition_text() {
         .contains("quorumgate_probe_total{check=\"bad-000\",kind=\"http\",result=\"unhealthy\","));
     promtool_check(&text);
 }
+
+/// Every labelled counter the alerts take an `increase()` or `rate()` of is there at 0 from
+/// the start, for every reason: one forged ballot must show as an increase from 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerted_counters_are_registered_at_zero_from_the_start() {
+    let cluster = TestCluster::start(|_| {}).await;
+    let text = cluster.metrics(0).await;
+    let has = |name: &str, labels: &str| {
+        let line = format!("{name}{{{labels}}} ");
+        text.lines().any(|l| l.starts_with(&line))
+    };
+    let mut missing = Vec::new();
+    for reason in quorum::Rejection::REASONS {
+        let labels = format!("reason=\"{reason}\"");
+        if !has("quorumgate_ballots_rejected_total", &labels) {
+            missing.push(format!("quorumgate_ballots_rejected_total{{{labels}}}"));
+        }
+    }
+    for result in quorum::operator::CommandRejection::REASONS
+        .into_iter()
+        .chain(["accepted", "duplicate", "audit_failed"])
+    {
+        let labels = format!("result=\"{result}\"");
+        if !has("quorumgate_operator_commands_total", &labels) {
+            missing.push(format!("quorumgate_operator_commands_total{{{labels}}}"));
+        }
+    }
+    for peer in [cluster.id(1), cluster.id(2)] {
+        let labels = format!("peer=\"{peer}\",result=\"ok\"");
+        if !has("quorumgate_peer_push_total", &labels) {
+            missing.push(format!("quorumgate_peer_push_total{{{labels}}}"));
+        }
+    }
+    for name in [
+        "quorumgate_audit_errors_total",
+        "quorumgate_decisions_write_errors_total",
+    ] {
+        if !text.lines().any(|l| l.starts_with(&format!("{name} "))) {
+            missing.push(name.to_owned());
+        }
+    }
+    assert!(missing.is_empty(), "not registered: {missing:?}\n{text}");
+}

@@ -170,3 +170,39 @@ fn file_syntax_error_names_the_file() {
         Ok(())
     });
 }
+
+#[test]
+fn local_files_are_read_from_an_invalid_config_and_the_environment() {
+    Jail::expect_with(|jail| {
+        // Invalid (a check's timeout), but its files are still named.
+        jail.create_file(
+            "quorumgate.toml",
+            &edited(&[
+                Set("checks.0.timeout", r#""9s""#),
+                Del("local.key_file"),
+                Set("local.state_dir", r#""/srv/qg""#),
+                Set(
+                    "local.tls",
+                    r#"{ cert_file = "/etc/qg/c.pem", key_file = "/etc/qg/c.key" }"#,
+                ),
+            ]),
+        )?;
+        jail.set_env("QUORUMGATE_LOCAL__TLS__KEY_FILE", "/run/creds/tls.key");
+        assert!(load("quorumgate.toml").is_err());
+        let files = crate::local_files(std::path::Path::new("quorumgate.toml"));
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(f, p)| (f.as_str(), p.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            files[..3],
+            [
+                ("local.key_file", "/srv/qg/agent.key"),
+                ("local.tls.cert_file", "/etc/qg/c.pem"),
+                ("local.tls.key_file", "/run/creds/tls.key"),
+            ],
+            "{files:?}"
+        );
+        Ok(())
+    });
+}
