@@ -175,34 +175,6 @@ pub fn checks(n: usize) -> Vec<CheckId> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use quorum::{tally_all, Outcome};
-
-    #[test]
-    fn fixtures_decide_most_checks() {
-        let cluster = Cluster::new(5);
-        let checks = checks(70);
-        let book = cluster.full_book(&checks);
-        assert_eq!(book.live(NOW).count(), 5);
-        let verdicts = tally_all(&book, &checks, NOW);
-        let decided = verdicts
-            .iter()
-            .filter(|v| v.outcome != Outcome::NoQuorum)
-            .count();
-        // Down checks: four Unhealthy votes; the others: at most one Unhealthy and one
-        // Abstain of five, so Healthy (Q = 3).
-        assert_eq!(decided, 70);
-        let down = verdicts
-            .iter()
-            .filter(|v| v.outcome == Outcome::Unhealthy)
-            .count();
-        assert_eq!(down, 7);
-        assert!(verdicts.iter().all(|v| v.certificate.is_some()));
-    }
-}
-
 /// Builds the agent binary (release) through cargo and returns its path; `QUORUMGATE_BIN`
 /// names a prebuilt one instead. Blocking: call before the runtime starts.
 pub fn agent_binary() -> anyhow::Result<PathBuf> {
@@ -244,4 +216,32 @@ pub fn agent_binary() -> anyhow::Result<PathBuf> {
         .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "quorumgate")
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
         .context("cargo build reported no quorumgate executable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorum::{tally_all, Outcome};
+
+    #[test]
+    fn fixtures_decide_most_checks() {
+        let cluster = Cluster::new(5);
+        let checks = checks(70);
+        let book = cluster.full_book(&checks);
+        assert_eq!(book.live(NOW).count(), 5);
+        let verdicts = tally_all(&book, &checks, NOW);
+        let decided = verdicts
+            .iter()
+            .filter(|v| v.outcome != Outcome::NoQuorum)
+            .count();
+        // Down checks: four Unhealthy votes; the others: at most one Unhealthy and one
+        // Abstain of five, so Healthy (Q = 3).
+        assert_eq!(decided, 70);
+        let down = verdicts
+            .iter()
+            .filter(|v| v.outcome == Outcome::Unhealthy)
+            .count();
+        assert_eq!(down, 7);
+        assert!(verdicts.iter().all(|v| v.certificate.is_some()));
+    }
 }
