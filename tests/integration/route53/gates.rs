@@ -335,7 +335,9 @@ async fn unauthenticated_or_replayed_operator_commands_change_nothing() {
         .expect("run resend");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
-    assert_eq!(text.matches("replay").count(), 3, "{text}");
+    // One refusal per agent, and advice that does not tell the operator to re-send.
+    assert_eq!(text.matches("rejected: replay").count(), 3, "{text}");
+    assert!(text.contains("re-sending the same command cannot change that"), "{text}");
 
     // Signed by a key that is not alice's; and by an operator nobody configured.
     let mallory = quorumgate::keys::generate().expect("key");
