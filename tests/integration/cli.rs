@@ -291,8 +291,13 @@ fn demo_runs_to_completion_and_shows_the_no_flip_and_the_flip() {
     );
     for needle in [
         "NO FLIP",
+        "DNS kept answering the primary",
         "FLIPPED to UNHEALTHY",
+        // The DNS answer, by real queries to the demo's Route 53 data-plane emulator.
+        "dig @127.0.0.1 -p ",
+        "DNS FAILED OVER: app.demo.example → 198.51.100.20 (the secondary)",
         "RECOVERED to HEALTHY",
+        "DNS FAILED BACK: app.demo.example → 192.0.2.10",
         "demo complete",
     ] {
         assert!(
@@ -300,6 +305,8 @@ fn demo_runs_to_completion_and_shows_the_no_flip_and_the_flip() {
             "missing {needle:?} in demo output:\n{text}"
         );
     }
+    // The demo waits for its agents before it narrates anything about them.
+    assert!(!text.contains("unreachable"), "{text}");
 }
 
 /// `check` reads the files a config names, as the agent will; `--all-members` checks a whole

@@ -337,7 +337,10 @@ async fn unauthenticated_or_replayed_operator_commands_change_nothing() {
     assert!(!out.status.success(), "{text}");
     // One refusal per agent, and advice that does not tell the operator to re-send.
     assert_eq!(text.matches("rejected: replay").count(), 3, "{text}");
-    assert!(text.contains("re-sending the same command cannot change that"), "{text}");
+    assert!(
+        text.contains("re-sending the same command cannot change that"),
+        "{text}"
+    );
 
     // Signed by a key that is not alice's; and by an operator nobody configured.
     let mallory = quorumgate::keys::generate().expect("key");
