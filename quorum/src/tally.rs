@@ -75,7 +75,9 @@ pub fn tally(book: &BallotBook, check: &CheckId, now: UnixMillis) -> Verdict {
 ///
 /// When `checks` come in ascending order (as the engine passes them) each ballot's sorted
 /// observations are walked in step with them, so a round costs O(checks + observations) per
-/// ballot instead of a binary search per ballot and check. Any order is correct.
+/// ballot instead of a binary search per ballot and check. Any order is correct: a check at or
+/// below the highest one walked so far (where every cursor already stands) is looked up by
+/// binary search instead, and leaves the cursors where they are.
 #[must_use]
 pub fn tally_all<'a>(
     book: &BallotBook,
@@ -84,12 +86,14 @@ pub fn tally_all<'a>(
 ) -> Vec<Verdict> {
     let live: Vec<&Arc<VerifiedBallot>> = book.live(now).collect();
     let mut cursors = vec![0usize; live.len()];
-    let mut prev: Option<&CheckId> = None;
+    let mut highest: Option<&CheckId> = None;
     checks
         .into_iter()
         .map(|check| {
-            let ascending = prev.is_none_or(|p| p < check);
-            prev = Some(check);
+            let ascending = highest.is_none_or(|h| h < check);
+            if ascending {
+                highest = Some(check);
+            }
             let votes = live.iter().zip(cursors.iter_mut()).map(|(v, cursor)| {
                 let obs = v.ballot.observations();
                 let found = if ascending {

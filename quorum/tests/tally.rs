@@ -684,6 +684,15 @@ fn tally_all_agrees_with_tally_in_any_order() {
     let sorted: Vec<quorum::CheckId> = (0..45).map(|k| check(&format!("c{k:02}"))).collect();
     let mut orders = vec![sorted.clone(), sorted.iter().rev().cloned().collect()];
     orders.push(sorted.iter().flat_map(|c| [c.clone(), c.clone()]).collect());
+    // A high check, then a low one, then one between: the last is above its predecessor but
+    // below where the walk already stands.
+    orders.push(vec![
+        sorted[30].clone(),
+        sorted[2].clone(),
+        sorted[10].clone(),
+    ]);
+    // Interleaved descents and ascents.
+    orders.push((0..45).map(|k| sorted[(k * 17) % 45].clone()).collect());
     for order in orders {
         let all = quorum::tally_all(&book, &order, T0);
         for (verdict, id) in all.iter().zip(&order) {
