@@ -309,6 +309,32 @@ async fn refuses_unmanageable_records_and_broken_fences() {
         .expect("seed");
     let err = w.apply(0, &desired(100)).await.expect_err("bad fence");
     assert!(matches!(err, WriteError::BadFence { .. }), "{err:?}");
+
+    // A fence at the last epoch (planted, or corrupt) cannot advance: a clear error, never an
+    // overflow or a wrap to epoch 0.
+    let api = self::api();
+    let w = writer(&api, "a");
+    let last = Fence {
+        epoch: u64::MAX,
+        digest: "ab".repeat(32),
+        by: "mallory".into(),
+    };
+    api.change_record_sets(
+        ZONE,
+        &[Change::create(last.record("_quorumgate.app.example.com."))],
+        "",
+    )
+    .await
+    .expect("seed");
+    let err = w
+        .apply(u64::MAX, &desired(100))
+        .await
+        .expect_err("exhausted fence");
+    assert!(
+        matches!(err, WriteError::FenceExhausted { epoch: u64::MAX }),
+        "{err:?}"
+    );
+    assert!(gate_records(&api).is_empty(), "nothing was written");
 }
 
 #[test]

@@ -103,6 +103,10 @@ pub enum WriteError {
     ZoneMismatch { desired: String, writer: String },
     #[error("invalid gate target: {0}")]
     Target(#[from] FenceError),
+    /// The fence already holds the largest epoch: it cannot advance. Someone planted it or it
+    /// is corrupt; nothing is written until a human has looked at it.
+    #[error("the fence is at epoch {epoch}, the largest there is, so it cannot advance (planted or corrupt?): check who wrote the gate's _quorumgate TXT record, then rewrite it with a small epoch")]
+    FenceExhausted { epoch: u64 },
 }
 
 /// The fence and the gate's records as read from Route 53.
@@ -389,7 +393,12 @@ pub fn plan_from_view(
         }
     }
     let next = Fence {
-        epoch: view.epoch() + 1,
+        epoch: view
+            .epoch()
+            .checked_add(1)
+            .ok_or(WriteError::FenceExhausted {
+                epoch: view.epoch(),
+            })?,
         digest: desired.digest(),
         by: agent.to_owned(),
     };
