@@ -543,7 +543,7 @@ impl GateDriver {
                 slot.last_outcome = Some(format!("dry-run: would set {}", change.to));
                 metrics::counter!(t::GATE_CHANGES, "gate" => gate.clone(), "mode" => "dry-run", "result" => "dry_run").increment(1);
                 let body = json!({ "gate": gate, "result": "dry_run", "to": change.to.to_string(), "records": records_text(desired.records()) });
-                let _ = self.audit(now, "gate_outcome", body);
+                self.audit_after(now, "gate_outcome", body);
             }
             Some(writer) => {
                 slot.busy = true;
@@ -572,6 +572,15 @@ impl GateDriver {
         match &self.audit {
             Some(log) => audit::append_shared(log, now, event, body).map(|_| ()),
             None => Ok(()),
+        }
+    }
+
+    /// Audits what already happened (an outcome): nothing waits on the record, but a failed
+    /// append is counted (`quorumgate_audit_errors_total`) and logged, never dropped silently.
+    fn audit_after(&self, now: UnixMillis, event: &str, body: Value) {
+        if let Err(e) = self.audit(now, event, body) {
+            metrics::counter!(t::AUDIT_ERRORS).increment(1);
+            tracing::error!(event, error = %e, "audit record not persisted");
         }
     }
 
@@ -706,7 +715,7 @@ impl GateDriver {
         };
         let now = self.clock.now();
         let outcome_body = outcome_body(&gate, &result, times);
-        let _ = self.audit(now, "gate_outcome", outcome_body);
+        self.audit_after(now, "gate_outcome", outcome_body);
         let label = match &result {
             Ok(o) => outcome_label(o),
             Err(e) => match e {
@@ -792,7 +801,7 @@ impl GateDriver {
         };
         let now = self.clock.now();
         let body = json!({ "gate": gate.as_str(), "epoch": epoch, "action": what, "result": label, "detail": detail });
-        let _ = self.audit(now, "gate_promote_outcome", body);
+        self.audit_after(now, "gate_promote_outcome", body);
         metrics::counter!(t::GATE_PROMOTIONS, "gate" => gate.to_string(), "result" => label)
             .increment(1);
         if result.is_err() {
