@@ -91,13 +91,7 @@ impl ChaosDns {
 
     /// Polls of every agent's check so far (evidence that Route 53 was looking).
     pub fn polls(&self) -> u64 {
-        self.dp
-            .snapshot()
-            .checks
-            .values()
-            .flat_map(|c| c.checkers.iter())
-            .map(|k| k.polls)
-            .sum()
+        self.dp.snapshot().polls(None)
     }
 }
 
@@ -106,40 +100,36 @@ fn state(agents: usize) -> model::State {
     let mut children = Vec::new();
     for i in 0..agents {
         let id = format!("agent-{i}");
-        let mut hc = model::HealthCheck::new(&id, model::HealthCheckKind::HttpStrMatch);
         let at = SocketAddr::new(IpAddr::V4(region_addr(i)), HEALTH_PORT);
-        hc.ip_address = Some(at.ip());
-        hc.port = Some(at.port());
-        hc.resource_path = Some(format!("/v1/health/{CHECK}"));
-        hc.search_string = Some("HEALTHY".to_owned());
-        hc.request_interval_s = 10;
-        hc.failure_threshold = 2;
+        let mut hc = model::HealthCheck::agent_health(&id, at, CHECK, 2);
         hc.regions = REGIONS.map(str::to_owned).to_vec();
         checks.push(hc);
         children.push(id);
     }
-    let mut calc = model::HealthCheck::new("calculated", model::HealthCheckKind::Calculated);
-    calc.children = children;
-    calc.health_threshold = u32::try_from(agents / 2 + 1).unwrap_or(u32::MAX);
-    checks.push(calc);
-    let record = |role, ip: &str, hc: Option<&str>| model::Record {
-        name: RECORD.to_owned(),
-        rtype: "A".to_owned(),
-        ttl: Some(60),
-        set_identifier: Some(format!("{role:?}").to_lowercase()),
-        routing: model::Routing::Failover { role },
-        health_check_id: hc.map(str::to_owned),
-        values: vec![ip.to_owned()],
-        alias: None,
-    };
+    let quorum = u32::try_from(agents / 2 + 1).unwrap_or(u32::MAX);
+    checks.push(model::HealthCheck::calculated(
+        "calculated",
+        children,
+        quorum,
+    ));
     model::State {
         health_checks: checks,
         zones: vec![model::Zone {
             id: "ZCHAOS".to_owned(),
             name: "chaos.example.".to_owned(),
             records: vec![
-                record(model::FailoverRole::Primary, PRIMARY_IP, Some("calculated")),
-                record(model::FailoverRole::Secondary, SECONDARY_IP, None),
+                model::Record::failover_a(
+                    RECORD,
+                    model::FailoverRole::Primary,
+                    PRIMARY_IP,
+                    Some("calculated"),
+                ),
+                model::Record::failover_a(
+                    RECORD,
+                    model::FailoverRole::Secondary,
+                    SECONDARY_IP,
+                    None,
+                ),
             ],
         }],
     }

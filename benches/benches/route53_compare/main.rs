@@ -282,21 +282,33 @@ impl Rig {
             })
             .collect::<anyhow::Result<_>>()?;
         let state = state(app.addr(), standby.addr(), &health);
-        // Agents first: the checkers start healthy and would count a listener that is not
-        // up yet as failures.
-        let end = Instant::now() + Duration::from_secs(30);
+        // Agents first, decided and answering HEALTHY for both checks: the checkers start
+        // healthy and would count a listener that is not up yet, or an undecided agent's 503,
+        // as failures.
+        let end = Instant::now() + Duration::from_secs(60);
         for h in &health {
-            while tokio::net::TcpStream::connect(h).await.is_err() {
-                anyhow::ensure!(
-                    Instant::now() < end,
-                    "agent health listener {h} never opened"
+            for check in ["app", "standby"] {
+                let req = quorumgate::net::Request::get(
+                    format!("http://{h}/v1/health/{check}").parse()?,
+                    None,
+                    4096,
                 );
-                sleep(Duration::from_millis(50)).await;
+                loop {
+                    let status = quorumgate::net::send(&req, Duration::from_secs(2))
+                        .await
+                        .map(|r| r.status.as_u16());
+                    if status.as_ref().is_ok_and(|s| *s == 200) {
+                        break;
+                    }
+                    anyhow::ensure!(
+                        Instant::now() < end,
+                        "agent {h} never answered 200 for {check}: {status:?}"
+                    );
+                    sleep(Duration::from_millis(100)).await;
+                }
             }
         }
-        // …and decided: an undecided agent answers 503.
         let rig_round = Duration::from_millis(round_ms);
-        sleep(rig_round * 8).await;
         let dp = DataPlane::start(Options {
             source: Source::Static(state),
             time_scale: args.scale,
@@ -481,21 +493,11 @@ fn state(app: SocketAddr, standby: SocketAddr, agents: &[SocketAddr]) -> model::
             let mut children = Vec::new();
             for (i, a) in agents.iter().enumerate() {
                 let id = format!("quorum-t{t}-{check}-{i}");
-                let mut hc = model::HealthCheck::new(&id, model::HealthCheckKind::HttpStrMatch);
-                hc.ip_address = Some(a.ip());
-                hc.port = Some(a.port());
-                hc.resource_path = Some(format!("/v1/health/{check}"));
-                hc.search_string = Some("HEALTHY".to_owned());
-                hc.request_interval_s = 10;
-                hc.failure_threshold = t;
-                checks.push(hc);
+                checks.push(model::HealthCheck::agent_health(&id, *a, check, t));
                 children.push(id);
             }
             let id = format!("quorum-t{t}-{check}");
-            let mut hc = model::HealthCheck::new(&id, model::HealthCheckKind::Calculated);
-            hc.children = children;
-            hc.health_threshold = 2;
-            checks.push(hc);
+            checks.push(model::HealthCheck::calculated(&id, children, 2));
             id
         };
         let (qp, qs) = (calc("app"), calc("standby"));
@@ -507,16 +509,7 @@ fn state(app: SocketAddr, standby: SocketAddr, agents: &[SocketAddr]) -> model::
                 (model::FailoverRole::Primary, p.clone(), PRIMARY_IP),
                 (model::FailoverRole::Secondary, s.clone(), SECONDARY_IP),
             ] {
-                records.push(model::Record {
-                    name: name.clone(),
-                    rtype: "A".to_owned(),
-                    ttl: Some(60),
-                    set_identifier: Some(format!("{role:?}").to_lowercase()),
-                    routing: model::Routing::Failover { role },
-                    health_check_id: Some(hc),
-                    values: vec![ip.to_owned()],
-                    alias: None,
-                });
+                records.push(model::Record::failover_a(&name, role, ip, Some(&hc)));
             }
         }
     }

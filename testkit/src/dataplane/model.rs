@@ -4,7 +4,7 @@
 //! Names are kept as Route 53 lists them (lowercase, fully qualified with a trailing dot);
 //! [`State::normalized`] brings hand-written files to that form.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -162,6 +162,34 @@ impl HealthCheck {
         }
     }
 
+    /// What `quorumgate provision` creates per agent and check: an `HTTP_STR_MATCH` check of
+    /// `at`'s `/v1/health/{check}` for `HEALTHY`, every 10 s, `failure_threshold` failures.
+    #[must_use]
+    pub fn agent_health(
+        id: impl Into<String>,
+        at: SocketAddr,
+        check: &str,
+        failure_threshold: u32,
+    ) -> Self {
+        let mut hc = Self::new(id, HealthCheckKind::HttpStrMatch);
+        hc.ip_address = Some(at.ip());
+        hc.port = Some(at.port());
+        hc.resource_path = Some(format!("/v1/health/{check}"));
+        hc.search_string = Some("HEALTHY".to_owned());
+        hc.request_interval_s = 10;
+        hc.failure_threshold = failure_threshold;
+        hc
+    }
+
+    /// A `CALCULATED` check healthy when `threshold` of `children` are.
+    #[must_use]
+    pub fn calculated(id: impl Into<String>, children: Vec<String>, threshold: u32) -> Self {
+        let mut hc = Self::new(id, HealthCheckKind::Calculated);
+        hc.children = children;
+        hc.health_threshold = threshold;
+        hc
+    }
+
     /// The regions whose checkers poll it.
     #[must_use]
     pub fn effective_regions(&self) -> Vec<String> {
@@ -248,6 +276,29 @@ pub struct Record {
     pub values: Vec<String>,
     #[serde(default)]
     pub alias: Option<Alias>,
+}
+
+impl Record {
+    /// One side of a failover pair: an `A` record of `name` answering `ip` (TTL 60), set
+    /// identifier `primary` / `secondary`, carrying `health_check` if any.
+    #[must_use]
+    pub fn failover_a(
+        name: &str,
+        role: FailoverRole,
+        ip: &str,
+        health_check: Option<&str>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            rtype: "A".to_owned(),
+            ttl: Some(60),
+            set_identifier: Some(format!("{role:?}").to_lowercase()),
+            routing: Routing::Failover { role },
+            health_check_id: health_check.map(str::to_owned),
+            values: vec![ip.to_owned()],
+            alias: None,
+        }
+    }
 }
 
 /// A hosted zone.

@@ -78,6 +78,42 @@ impl Snapshot {
             .iter()
             .find(|a| a.name == name && a.rtype == rtype)
     }
+
+    /// Every checker of health check `id` and, for a calculated check, of its children.
+    pub fn checkers_of<'s>(&'s self, id: &str) -> impl Iterator<Item = &'s CheckerStatus> + 's {
+        let check = self.checks.get(id);
+        let children = check
+            .into_iter()
+            .flat_map(|c| c.children.iter())
+            .filter_map(|child| self.checks.get(child));
+        check
+            .into_iter()
+            .chain(children)
+            .flat_map(|c| c.checkers.iter())
+    }
+
+    /// Polls made so far by [`checkers_of`](Self::checkers_of) `id` (evidence that Route 53
+    /// was looking); `None`: every check.
+    #[must_use]
+    pub fn polls(&self, id: Option<&str>) -> u64 {
+        match id {
+            Some(id) => self.checkers_of(id).map(|k| k.polls).sum(),
+            None => self
+                .checks
+                .values()
+                .flat_map(|c| c.checkers.iter())
+                .map(|k| k.polls)
+                .sum(),
+        }
+    }
+
+    /// How many of [`checkers_of`](Self::checkers_of) `id` failed their latest poll.
+    #[must_use]
+    pub fn failing(&self, id: &str) -> usize {
+        self.checkers_of(id)
+            .filter(|k| k.last.as_ref().is_some_and(|o| !o.ok))
+            .count()
+    }
 }
 
 /// Serves `GET /status` (and `/`) with `snapshot()` as JSON on `listen`.

@@ -244,28 +244,3 @@ impl Answers {
         self.first.contains_key(ip)
     }
 }
-
-/// Polls the checkers of every child of calculated check `calc` made so far (the evidence
-/// that Route 53 had its chance to see something).
-pub fn polls(s: &dataplane::Snapshot, calc: &str) -> u64 {
-    s.checks.get(calc).map_or(0, |c| {
-        c.children
-            .iter()
-            .filter_map(|child| s.checks.get(child))
-            .flat_map(|child| child.checkers.iter())
-            .map(|k| k.polls)
-            .sum()
-    })
-}
-
-/// Failed polls (the latest observation of each checker) among `calc`'s children.
-pub fn failing_checkers(s: &dataplane::Snapshot, calc: &str) -> usize {
-    s.checks.get(calc).map_or(0, |c| {
-        c.children
-            .iter()
-            .filter_map(|child| s.checks.get(child))
-            .flat_map(|child| child.checkers.iter())
-            .filter(|k| k.last.as_ref().is_some_and(|o| !o.ok))
-            .count()
-    })
-}

@@ -9,8 +9,7 @@ use std::time::Duration;
 use tokio::time::{sleep, Instant};
 
 use super::dataplane::{
-    failing_checkers, polls, DataPlaneRig, FAILURE_THRESHOLD, INTERVAL_S, PRIMARY_IP, SECONDARY_IP,
-    TIME_SCALE,
+    DataPlaneRig, FAILURE_THRESHOLD, INTERVAL_S, PRIMARY_IP, SECONDARY_IP, TIME_SCALE,
 };
 
 /// One checker round at the test's scale.
@@ -24,7 +23,7 @@ const MARGIN: Duration = Duration::from_secs(10);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_of_broken_agents_never_moves_dns() {
     let rig = DataPlaneRig::start().await;
-    let before = polls(&rig.dp.snapshot(), &rig.primary_hc);
+    let before = rig.dp.snapshot().polls(Some(&rig.primary_hc));
     rig.c.app.break_view("euw1");
     // Route 53 timing: 60 s; scaled.
     let window = Duration::from_secs_f64(60.0 * TIME_SCALE);
@@ -39,7 +38,7 @@ async fn a_minority_of_broken_agents_never_moves_dns() {
         .and_then(|c| c.observations.get("euw1"))
         .map(|o| o.status.clone());
     assert_eq!(own.as_deref(), Some("unhealthy"), "euw1's own vote");
-    let after = polls(&rig.dp.snapshot(), &rig.primary_hc);
+    let after = rig.dp.snapshot().polls(Some(&rig.primary_hc));
     // 3 agents × 3 regions, one poll per checker interval.
     let min_polls =
         9 * ((window.as_secs_f64() / checker_interval(TIME_SCALE).as_secs_f64()) as u64 - 1);
@@ -96,7 +95,7 @@ async fn every_agent_gone_fails_open_to_the_primary() {
         let both_down = rig.dp.check_healthy(&rig.primary_hc) == Some(false)
             && rig.dp.check_healthy(&rig.secondary_hc) == Some(false);
         if both_down {
-            assert!(failing_checkers(&s, &rig.primary_hc) >= 3);
+            assert!(s.failing(&rig.primary_hc) >= 3);
             break;
         }
         assert!(
