@@ -292,8 +292,7 @@ pub fn build(drill: DrillInfo, agents: Vec<AgentTimeline>, dns: Option<DnsReport
     if drill.dry_run {
         notes.push("dry run: the gate decided and audited every change and wrote nothing; INSYNC and the DNS change do not apply".to_owned());
     }
-    if let Some(d) = dns.as_ref().filter(|d| d.source == "route53-api") {
-        let _ = d;
+    if dns.as_ref().is_some_and(|d| d.source == "route53-api") {
         notes.push("DNS was observed through the Route 53 API (ListResourceRecordSets), not a resolver: it shows when Route 53 held the new records, not when resolvers answered them".to_owned());
     }
     Report {
