@@ -254,7 +254,7 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
                 let inputs = gates.as_ref().map(|_| n.gate_inputs());
                 drop(n);
                 if let (Some(g), Some(inputs)) = (&gates, inputs) {
-                    g.on_round(now, &inputs, writer_rank(&cfg, &live));
+                    g.on_round(now, &inputs, cfg.shared.membership.writer_rank(&cfg.local.agent_id, &live));
                 }
                 exchange.push_all(&wire);
                 if !stale.is_empty() {
@@ -327,18 +327,6 @@ async fn gate_driver(
         tracing::info!(gate = %g.spec.id(), zone = %g.zone_name, record = %g.record_name, "data-plane gate (Route 53 follows the health checks; drills only)");
     }
     Ok(Some(Arc::new(driver)))
-}
-
-/// This agent's place among the members whose ballots are live, in membership rank order:
-/// 0 is the preferred writer, who goes first; the others wait rank × `writer_stagger`.
-fn writer_rank(cfg: &Config, live: &std::collections::BTreeMap<quorum::AgentId, bool>) -> usize {
-    let membership = &cfg.shared.membership;
-    let Some(mine) = membership.rank(&cfg.local.agent_id) else {
-        return 0;
-    };
-    live.iter()
-        .filter(|(id, is_live)| **is_live && membership.rank(id).is_some_and(|r| r < mine))
-        .count()
 }
 
 /// Records one probe report; returns whether it changed this agent's vote (publish early).

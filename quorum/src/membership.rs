@@ -97,6 +97,20 @@ impl Membership {
     pub fn rank(&self, id: &AgentId) -> Option<usize> {
         self.members.keys().position(|k| k == id)
     }
+
+    /// `me`'s place among the members it sees as live (`live[id]`), in rank order: 0 is the
+    /// preferred writer, who goes first; the others wait rank × `writer_stagger`. A member
+    /// whose ballots expired does not hold a place, so a dead preferred writer delays no one.
+    /// This is liveness only: the fence, not the order, keeps two writers from both landing.
+    #[must_use]
+    pub fn writer_rank(&self, me: &AgentId, live: &BTreeMap<AgentId, bool>) -> usize {
+        let Some(mine) = self.rank(me) else {
+            return 0;
+        };
+        live.iter()
+            .filter(|(id, is_live)| **is_live && self.rank(id).is_some_and(|r| r < mine))
+            .count()
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +133,38 @@ mod tests {
                 .unwrap();
             assert_eq!(m.quorum(), q, "N={n}");
         }
+    }
+
+    #[test]
+    fn writer_rank_counts_only_live_members_ranked_before_me() {
+        let m = Membership::new(vec![
+            member("euw1", 1),
+            member("use1", 2),
+            member("usw2", 3),
+        ])
+        .unwrap();
+        let id = |s: &str| AgentId::new(s).unwrap();
+        let live = |flags: [bool; 3]| -> BTreeMap<AgentId, bool> {
+            ["euw1", "use1", "usw2"]
+                .iter()
+                .map(|s| id(s))
+                .zip(flags)
+                .collect()
+        };
+        let all = live([true; 3]);
+        assert_eq!(m.writer_rank(&id("euw1"), &all), 0, "the preferred writer");
+        assert_eq!(m.writer_rank(&id("use1"), &all), 1);
+        assert_eq!(m.writer_rank(&id("usw2"), &all), 2);
+        // euw1's ballots expired at use1: use1 goes first, usw2 second.
+        let no_euw1 = live([false, true, true]);
+        assert_eq!(m.writer_rank(&id("use1"), &no_euw1), 0);
+        assert_eq!(m.writer_rank(&id("usw2"), &no_euw1), 1);
+        // Members later in rank never delay me; strangers are not members.
+        assert_eq!(m.writer_rank(&id("euw1"), &live([true, false, false])), 0);
+        let mut stranger = all.clone();
+        stranger.insert(id("aaa"), true);
+        assert_eq!(m.writer_rank(&id("euw1"), &stranger), 0);
+        assert_eq!(m.writer_rank(&id("nobody"), &all), 0);
     }
 
     #[test]

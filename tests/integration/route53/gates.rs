@@ -102,19 +102,21 @@ async fn failover_pair_moves_once_through_the_fence() {
     .await;
     assert_eq!(rig.epoch().await, 2, "the fence moved exactly one epoch");
     assert_eq!(rig.accepted_writes().await, 1, "exactly one batch landed");
+    // Who writes first is a liveness choice (the lowest-ranked member whose ballots it sees as
+    // live goes first, the others wait rank × stagger): on a loaded machine a member can see
+    // euw1's ballots expire and go first. Safety is what this test checks: whoever the fence
+    // names wrote the one batch, and persisted it.
     let fence = fence_now(&rig.api, &rig.zone_id).await.expect("fence");
-    // The preferred writer is the lowest-ranked live member (ids sort: euw1 < use1 < usw2).
-    assert_eq!(fence.by, "euw1", "the preferred writer went first");
-
-    // The decision (with its certificates) and the batch were persisted by the writer; every
-    // agent's log verifies (chain, certificates, commands).
     let writer = rig
         .c
         .written
         .agents
         .iter()
-        .position(|a| a.id == "euw1")
-        .expect("euw1");
+        .position(|a| a.id == fence.by)
+        .unwrap_or_else(|| panic!("the fence names a member: {}", fence.by));
+
+    // The decision (with its certificates) and the batch were persisted by the writer; every
+    // agent's log verifies (chain, certificates, commands).
     let decisions = rig.audit_events(writer, "gate_decision");
     assert!(
         decisions.iter().any(|d| d["to"] == "active=secondary"
