@@ -26,6 +26,8 @@
 //! - [`state`]: `GateState` — current DNS, change times, freeze, approval, override, RPO memory,
 //!   the drill in force.
 //! - [`drill`]: game-day drills — `Drill`, `precheck`, the failback authority of a drill.
+//! - [`machine`]: `GateMachine` — one gate as a pure state machine (events in, actions out):
+//!   reads, fenced writes, promotion, operator commands and drills, persist before act.
 //! - `evaluate` (module): the function [`evaluate`], `Evaluation`, `PlannedChange`,
 //!   `HoldReason` and the order of the rules; `failover` and `weighted` hold each kind's own
 //!   rules.
@@ -49,6 +51,7 @@ pub mod drill;
 mod evaluate;
 mod failover;
 pub mod inputs;
+pub mod machine;
 pub mod spec;
 pub mod state;
 mod weighted;

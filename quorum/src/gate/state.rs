@@ -187,6 +187,16 @@ impl GateState {
         self.changes = all.into_iter().skip(skip).collect();
     }
 
+    /// Replaces the velocity history (a live gate's, kept by fence epoch by its driver).
+    /// Two changes may share a time (learnt by one read): both count.
+    pub fn set_changes(&mut self, spec: &GateSpec, times: impl IntoIterator<Item = UnixMillis>) {
+        let mut all: Vec<UnixMillis> = times.into_iter().collect();
+        all.sort_unstable();
+        let keep = usize::try_from(spec.policy().max_changes).unwrap_or(usize::MAX);
+        let skip = all.len().saturating_sub(keep);
+        self.changes = all.into_iter().skip(skip).collect();
+    }
+
     /// Stops automatic changes. A pending override is still written.
     pub fn freeze(&mut self, by: OperatorId, now: UnixMillis) {
         self.frozen = Some(Frozen { by, at: now });
