@@ -144,6 +144,25 @@ impl AuditLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Tests: every later append fails as on a full disk (writes go to `/dev/full`), until
+    /// [`reopen_for_test`](Self::reopen_for_test).
+    #[cfg(test)]
+    pub(crate) fn fail_writes_for_test(&mut self) {
+        self.file = OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .expect("/dev/full opens");
+    }
+
+    /// Tests: appends go to the log's file again.
+    #[cfg(test)]
+    pub(crate) fn reopen_for_test(&mut self) {
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .expect("the audit log reopens");
+    }
 }
 
 /// The log shared by everything in the agent that acts (decisions, gate writes, operator

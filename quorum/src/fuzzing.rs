@@ -101,6 +101,9 @@ fn frames(mut input: &[u8]) -> Vec<Frame<'_>> {
     out
 }
 
+/// The clock step at which the `operator` target takes the audit append to fail.
+pub const AUDIT_FAILS_STEP: u64 = 31;
+
 /// Builds one frame: the inverse of the framing the targets parse (for seed generators).
 #[must_use]
 pub fn frame(sign_with: Option<u8>, clock_step: u8, payload: &[u8]) -> Vec<u8> {
@@ -280,9 +283,11 @@ pub fn gate_specs() -> Vec<GateSpec> {
     .collect()
 }
 
-/// Fuzz target `operator`: every frame's wire goes through [`OperatorBook::handle_checked`]
-/// with the drill prechecks the agent runs, an accepted command is applied to its gate's
-/// state, and the gate is evaluated, as the agent's gate driver does.
+/// Fuzz target `operator`: every frame's wire goes through [`OperatorBook::verify`] with the
+/// drill prechecks the agent runs; a verified command is committed and applied to its gate's
+/// state, and the gate is evaluated, as the agent's gate driver does — except on frames at the
+/// last clock step ([`AUDIT_FAILS_STEP`]), where the audit append is taken to have failed:
+/// nothing is committed or applied, so the same bytes may come back as new.
 ///
 /// Checks: canonical command (and desired-state) encodings round-trip byte for byte; an
 /// accepted command is from a configured operator, verifies, is newer than the last one from
@@ -325,7 +330,7 @@ pub fn operator_command(input: &[u8]) -> Reached {
         let now = f.now;
         // The agent's drill precheck, except that this harness has no probe evidence: a
         // refusal for want of a healthy target is ignored so drills can start at all.
-        let result = book.handle_checked(now, &wire, |c| {
+        let result = book.verify(now, &wire, |c| {
             let Some(i) = specs.iter().position(|s| *s.id() == c.gate) else {
                 return Ok(());
             };
@@ -347,7 +352,12 @@ pub fn operator_command(input: &[u8]) -> Reached {
             }
         });
         match result {
+            Ok(CommandAccepted::New(v)) if now == NOW.plus(AUDIT_FAILS_STEP * 500) => {
+                let recorded = book.last_seq(&v.command.operator);
+                assert_eq!(recorded, last, "verify recorded a seq");
+            }
             Ok(CommandAccepted::New(v)) => {
+                book.commit(&v);
                 let c = &v.command;
                 assert!(
                     last.is_none_or(|l| c.seq > l),
@@ -600,6 +610,12 @@ pub fn operator_seeds() -> Vec<(String, Vec<u8>)> {
         &wire(&cmd("alice", "app", Action::Unfreeze, 7), 0),
     ));
     seeds.push(("duplicate_then_replay".to_owned(), dup));
+    // Verified while the audit log failed (not committed), then sent again: applied once.
+    let unaudited = wire(&cmd("alice", "app", Action::Freeze, 8), 0);
+    let mut resent = frame(None, 31, &unaudited);
+    resent.extend(frame(None, 0, &unaudited));
+    resent.extend(frame(None, 0, &unaudited));
+    seeds.push(("unaudited_then_resent".to_owned(), resent));
     seeds.push((
         "unknown_operator".to_owned(),
         frame(None, 0, &wire(&cmd("mallory", "app", Action::Freeze, 1), 3)),

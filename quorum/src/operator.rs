@@ -3,10 +3,10 @@
 //!
 //! An operator (a person or a pipeline, listed in the config with an ed25519 public key)
 //! signs a command with the CLI, which sends it to every agent. Each agent checks it with
-//! [`OperatorBook::handle`] — size, decoding, known operator, signature, replay, clock —
-//! records it in its audit log, and applies it to the gate with
-//! [`VerifiedCommand::apply_to`]. A command that fails any check changes nothing and is
-//! counted by [`CommandRejection::reason`].
+//! [`OperatorBook::verify`] — size, decoding, known operator, signature, replay, clock —
+//! records it in its audit log, then [`OperatorBook::commit`]s it (consuming its seq), and
+//! applies it to the gate with [`VerifiedCommand::apply_to`]. A command that fails any check
+//! changes nothing and is counted by [`CommandRejection::reason`].
 //!
 //! Signatures cover `OPERATOR_DOMAIN_TAG ‖ command bytes`, a different tag from ballots', so
 //! an agent's ballot signature can never pass as a command and an operator's command
@@ -191,7 +191,7 @@ pub fn check_action(spec: &GateSpec, action: &Action) -> Result<(), ActionError>
     }
 }
 
-/// A command that passed every check of [`OperatorBook::handle`].
+/// A command that passed every check of [`OperatorBook::verify`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedCommand {
     pub command: OperatorCommand,

@@ -75,6 +75,7 @@ fn operator_corpus_replays_without_panic() {
     assert_eq!(reached(&runs, "seed-freeze").accepted, 1);
     assert_eq!(reached(&runs, "seed-drill_then_abort").accepted, 2);
     assert_eq!(reached(&runs, "seed-duplicate_then_replay").accepted, 1);
+    assert_eq!(reached(&runs, "seed-unaudited_then_resent").accepted, 1);
     assert_eq!(reached(&runs, "seed-unknown_operator").accepted, 0);
     assert!(reached(&runs, "seed-harness_signed_all_actions").accepted >= 5);
 }

@@ -64,6 +64,8 @@ use crate::route53::{
 use crate::status::GateStatus;
 use crate::telemetry as t;
 
+#[cfg(test)]
+mod command_tests;
 mod drill;
 
 /// Timing of the driver's own retries (the API adapter retries each call on its own).
@@ -816,7 +818,8 @@ impl GateDriver {
         }
     }
 
-    /// Validates, audits and applies a signed operator command received at `now`.
+    /// Verifies, audits, commits (consumes its seq) and applies a signed operator command
+    /// received at `now`.
     pub fn handle_command(
         &self,
         now: UnixMillis,
@@ -846,7 +849,7 @@ impl GateDriver {
     ) -> Result<CommandOutcome, CommandError> {
         let mut inner = self.lock();
         let Inner { slots, operators } = &mut *inner;
-        let verified = match operators.handle_checked(now, wire, |c| drill_check(slots, c, now))? {
+        let verified = match operators.verify(now, wire, |c| drill_check(slots, c, now))? {
             CommandAccepted::Duplicate => return Ok(CommandOutcome::Duplicate),
             CommandAccepted::New(v) => v,
         };
@@ -862,8 +865,11 @@ impl GateDriver {
             "note": c.note,
             "signed": STANDARD.encode(wire),
         });
+        // Persist, then consume the seq, then act: a command whose record could not be
+        // written leaves its seq unused, so re-sending the same bytes applies it.
         self.audit(now, "operator_command", body)
             .map_err(|e| CommandError::Audit(e.to_string()))?;
+        inner.operators.commit(&verified);
         let slot = inner
             .slots
             .get_mut(&c.gate)

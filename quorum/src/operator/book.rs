@@ -1,12 +1,16 @@
 //! Validation of operator commands on receipt, with replay protection.
 //!
-//! [`OperatorBook::handle`] checks, in order: size, decoding, known operator, signature,
-//! sequence (replay; a byte-identical resend is an idempotent duplicate so a CLI retry is
-//! harmless), clock (from the future, expired, validity longer than allowed), known gate,
-//! whether the action fits that gate (a drill no longer than `max_valid_for_ms`), and the
-//! caller's own check of the gate's state ([`OperatorBook::handle_checked`]: whether a drill
-//! may start now). Each failure is a distinct [`CommandRejection`] with a stable metric label,
-//! and a refused command does not consume its sequence number.
+//! [`OperatorBook::verify`] checks, in order: size, decoding, known operator, signature,
+//! sequence (replay; a byte-identical resend of a committed command is an idempotent
+//! duplicate so a CLI retry is harmless), clock (from the future, expired, validity longer
+//! than allowed), known gate, whether the action fits that gate (a drill no longer than
+//! `max_valid_for_ms`), and the caller's own check of the gate's state (whether a drill may
+//! start now). Each failure is a distinct [`CommandRejection`] with a stable metric label.
+//!
+//! Verifying records nothing. The caller audits the verified command, and only once the
+//! audit record is written runs [`OperatorBook::commit`], which consumes the seq, and then
+//! applies the command. A command refused, or verified but not persisted, leaves its seq
+//! unused, so the same saved bytes can be sent again.
 //!
 //! Replay protection lives in memory. After a restart the agent seeds it with
 //! [`OperatorBook::restore_seq`] from its audit log; without that, a command could be
@@ -180,20 +184,28 @@ impl OperatorBook {
         }
     }
 
-    /// Validates a wire-encoded signed command received at `now`. Never panics.
+    /// Validates a wire-encoded signed command received at `now` and commits it at once: for
+    /// callers with nothing to persist in between. Never panics.
     pub fn handle(
         &mut self,
         now: UnixMillis,
         wire: &[u8],
     ) -> Result<CommandAccepted, CommandRejection> {
-        self.handle_checked(now, wire, |_| Ok(()))
+        let accepted = self.verify(now, wire, |_| Ok(()))?;
+        if let CommandAccepted::New(v) = &accepted {
+            self.commit(v);
+        }
+        Ok(accepted)
     }
 
-    /// [`handle`](Self::handle), plus `check` — the caller's judgement of the gate's current
-    /// state (e.g. whether a drill may start) — run last, on a command that passed every
-    /// other check. A command `check` refuses is not recorded: its seq stays unused.
-    pub fn handle_checked(
-        &mut self,
+    /// Checks a wire-encoded signed command received at `now` — every check of the module
+    /// doc, then `check`, the caller's judgement of the gate's current state (e.g. whether a
+    /// drill may start) — and records nothing: the command's seq stays unused until
+    /// [`commit`](Self::commit), which the caller runs only once the command is in its audit
+    /// log. A command verified but never committed (the audit append failed) can therefore be
+    /// sent again and is then new, not a duplicate. Never panics.
+    pub fn verify(
+        &self,
         now: UnixMillis,
         wire: &[u8],
         check: impl FnOnce(&OperatorCommand) -> Result<(), CommandRejection>,
@@ -213,9 +225,8 @@ impl OperatorBook {
         if !signed.verifies_with(key) {
             return Err(CommandRejection::BadSignature(operator));
         }
-        let digest: [u8; 32] = Sha256::digest(wire).into();
         if let Some(&(last, last_digest)) = self.last.get(&operator) {
-            if command.seq == last && digest == last_digest {
+            if command.seq == last && digest(&signed) == last_digest {
                 return Ok(CommandAccepted::Duplicate);
             }
             if command.seq <= last {
@@ -244,11 +255,25 @@ impl OperatorBook {
             }
         }
         check(&command)?;
-        self.last.insert(operator, (command.seq, digest));
         Ok(CommandAccepted::New(Box::new(VerifiedCommand {
             command,
             signed,
         })))
+    }
+
+    /// Records `verified`'s seq as its operator's last: from now on the same bytes are a
+    /// [`Duplicate`](CommandAccepted::Duplicate) and any seq at or below it a replay. Run it
+    /// once the command is persisted (audited), before applying it. Never lowers a seq.
+    pub fn commit(&mut self, verified: &VerifiedCommand) {
+        let c = &verified.command;
+        let entry = (c.seq, digest(&verified.signed));
+        match self.last.get_mut(&c.operator) {
+            Some(last) if last.0 >= c.seq => {}
+            Some(last) => *last = entry,
+            None => {
+                self.last.insert(c.operator.clone(), entry);
+            }
+        }
     }
 
     fn check_time(&self, now: UnixMillis, c: &OperatorCommand) -> Result<(), CommandRejection> {
@@ -276,4 +301,9 @@ impl OperatorBook {
         }
         Ok(())
     }
+}
+
+/// SHA-256 of a command's wire form (the envelope is canonical: one wire form per command).
+fn digest(signed: &SignedCommand) -> [u8; 32] {
+    Sha256::digest(signed.to_wire()).into()
 }

@@ -274,7 +274,7 @@ fn drill(duration_ms: u32) -> Action {
 
 #[test]
 fn a_drill_the_caller_refuses_changes_nothing_and_keeps_its_seq_free() {
-    let mut b = book();
+    let b = book();
     let refuse = |_: &OperatorCommand| {
         Err(CommandRejection::DrillRefused {
             gate: GateId::new("app").unwrap(),
@@ -282,16 +282,51 @@ fn a_drill_the_caller_refuses_changes_nothing_and_keeps_its_seq_free() {
         })
     };
     let w = wire(&cmd("app", drill(60_000), 3), &alice_key());
-    let err = b.handle_checked(NOW, &w, refuse).unwrap_err();
+    let err = b.verify(NOW, &w, refuse).unwrap_err();
     assert_eq!(err.reason(), "drill_refused");
     assert!(err.to_string().contains("frozen"), "{err}");
     assert!(CommandRejection::REASONS.contains(&err.reason()));
     assert_eq!(b.last_seq(&OperatorId::new("alice").unwrap()), None);
     // The same bytes, once the gate allows it: accepted (not a duplicate, not a replay).
     assert!(matches!(
-        b.handle_checked(NOW, &w, |_| Ok(())),
+        b.verify(NOW, &w, |_| Ok(())),
         Ok(CommandAccepted::New(_))
     ));
+}
+
+/// Verifying records nothing: a command verified but never committed (its audit append
+/// failed) is new when it comes again, not a duplicate; once committed, the same bytes are a
+/// duplicate and any lower seq a replay.
+#[test]
+fn only_a_committed_command_consumes_its_seq() {
+    let mut b = book();
+    let alice = OperatorId::new("alice").unwrap();
+    let w = wire(&cmd("app", Action::Freeze, 10), &alice_key());
+    let Ok(CommandAccepted::New(v)) = b.verify(NOW, &w, |_| Ok(())) else {
+        panic!("a valid command verifies");
+    };
+    assert_eq!(b.last_seq(&alice), None);
+    assert!(matches!(
+        b.verify(NOW, &w, |_| Ok(())),
+        Ok(CommandAccepted::New(_))
+    ));
+    b.commit(&v);
+    assert_eq!(b.last_seq(&alice), Some(10));
+    assert_eq!(
+        b.verify(NOW, &w, |_| Ok(())),
+        Ok(CommandAccepted::Duplicate)
+    );
+    let older = wire(&cmd("app", Action::Unfreeze, 9), &alice_key());
+    assert_eq!(
+        b.verify(NOW, &older, |_| Ok(())).unwrap_err().reason(),
+        "replay"
+    );
+    // Committing an older command never lowers the operator's last seq.
+    let Ok(CommandAccepted::New(v9)) = book().verify(NOW, &older, |_| Ok(())) else {
+        panic!("verifies on a fresh book");
+    };
+    b.commit(&v9);
+    assert_eq!(b.last_seq(&alice), Some(10));
 }
 
 #[test]
