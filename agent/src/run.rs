@@ -301,6 +301,10 @@ async fn gate_driver(
             insync_timeout: Duration::from_millis(cfg.local.route53.insync_timeout_ms),
             ..crate::route53::WriterOptions::default()
         },
+        // A request can still land until the API client gives up on it; twice that is the
+        // margin after which a batch nobody has seen is taken as never landed.
+        request_lifetime: Duration::from_millis(cfg.local.route53.operation_timeout_ms)
+            .saturating_mul(2),
         ..DriverOptions::default()
     };
     let mut promoters: std::collections::BTreeMap<quorum::GateId, Arc<dyn Promoter>> =

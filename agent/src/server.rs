@@ -505,7 +505,7 @@ async fn post_operator(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body
         }
         Err(BodyError::Other(resp)) => return resp,
     };
-    match gates.handle_command(ctx.clock.now(), &bytes) {
+    match gates.handle_command(ctx.clock.now(), &bytes).await {
         Ok(CommandOutcome::Applied { gate, action }) => {
             text(StatusCode::OK, format!("applied: {action} {gate}\n"))
         }

@@ -1,5 +1,12 @@
 //! The fence: a TXT record `_quorumgate.<gate>.<zone>` holding
-//! `"epoch=<n> digest=<sha256 of the desired records> by=<agent>"`.
+//! `"epoch=<n> digest=<sha256 of the desired records> by=<agent> change=<epoch>@<unix ms> …"`.
+//!
+//! The `change=` entries are the gate's recent changes (the last `max_changes`, this one
+//! last) with the time their writer planned each: every agent learns from one read what the
+//! velocity rule must count, including changes it never saw (it was down, or restarted). A
+//! value longer than one TXT string (255 characters) is split into several at spaces.
+//! Agents before this format read `change=` as trailing fields and refuse the fence (they
+//! stop writing the gate, never write past it): upgrade every agent of a cluster.
 //!
 //! Every fenced write deletes the current fence exactly and creates the next one in the same
 //! change batch, so the batch is a compare-and-swap on the epoch: of two writers that read the
@@ -23,6 +30,8 @@ pub struct Fence {
     pub digest: String,
     /// The agent that wrote it.
     pub by: String,
+    /// Recent changes `(epoch, unix ms when planned by their writer)`, oldest first.
+    pub changes: Vec<(u64, u64)>,
 }
 
 /// Why a fence record could not be read.
@@ -41,9 +50,25 @@ pub enum FenceError {
 }
 
 impl Fence {
-    /// The TXT value, quoted as Route 53 stores it.
+    /// The TXT value, quoted as Route 53 stores it: one or more character strings of at
+    /// most 255 characters, split at spaces.
     pub fn txt_value(&self) -> String {
-        format!("\"{self}\"")
+        let text = self.to_string();
+        let mut strings: Vec<String> = Vec::new();
+        for token in text.split(' ') {
+            match strings.last_mut() {
+                Some(last) if last.len() + 1 + token.len() <= 255 => {
+                    last.push(' ');
+                    last.push_str(token);
+                }
+                _ => strings.push(token.to_owned()),
+            }
+        }
+        strings
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The fence as a record set named `fence_name`.
@@ -66,17 +91,22 @@ impl Fence {
         }
     }
 
-    /// Parses `"epoch=<n> digest=<hex> by=<agent>"` (quotes optional).
+    /// Parses `"epoch=<n> digest=<hex> by=<agent> [change=<e>@<ms> …]"` (quotes optional;
+    /// several character strings are read as one, joined by spaces).
     pub fn parse_txt(value: &str) -> Result<Self, FenceError> {
         let syntax = |why| FenceError::Syntax {
             value: value.to_owned(),
             why,
         };
         let inner = value.trim();
-        let inner = inner
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(inner);
+        let joined;
+        let inner = match inner.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            Some(quoted) => {
+                joined = quoted.split("\" \"").collect::<Vec<_>>().join(" ");
+                joined.as_str()
+            }
+            None => inner,
+        };
         let mut parts = inner.split(' ');
         let mut field = |key: &str, why| {
             parts
@@ -90,8 +120,19 @@ impl Fence {
             .map_err(|_| syntax("epoch is not a number"))?;
         let digest = field("digest", "missing digest=")?.to_owned();
         let by = field("by", "missing by=")?.to_owned();
-        if parts.next().is_some() {
-            return Err(syntax("trailing fields"));
+        let mut changes = Vec::new();
+        for part in parts {
+            let entry = part
+                .strip_prefix("change=")
+                .ok_or_else(|| syntax("trailing fields"))?;
+            let (e, at) = entry
+                .split_once('@')
+                .and_then(|(e, at)| Some((e.parse::<u64>().ok()?, at.parse::<u64>().ok()?)))
+                .ok_or_else(|| syntax("change= is not <epoch>@<unix ms>"))?;
+            if changes.len() >= MAX_CHANGES {
+                return Err(syntax("more change= entries than any gate keeps"));
+            }
+            changes.push((e, at));
         }
         if digest.len() != 64
             || !digest
@@ -101,9 +142,17 @@ impl Fence {
             return Err(syntax("digest is not 64 lower-case hex digits"));
         }
         validate_writer_id(&by)?;
-        Ok(Self { epoch, digest, by })
+        Ok(Self {
+            epoch,
+            digest,
+            by,
+            changes,
+        })
     }
 }
+
+/// At most this many `change=` entries are read (the largest `max_changes` is smaller).
+pub const MAX_CHANGES: usize = 100;
 
 impl fmt::Display for Fence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -111,7 +160,11 @@ impl fmt::Display for Fence {
             f,
             "epoch={} digest={} by={}",
             self.epoch, self.digest, self.by
-        )
+        )?;
+        for (epoch, at) in &self.changes {
+            write!(f, " change={epoch}@{at}")?;
+        }
+        Ok(())
     }
 }
 
@@ -161,6 +214,30 @@ mod tests {
             epoch: 7,
             digest: "ab".repeat(32),
             by: "eu-west-1a".into(),
+            changes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn carries_recent_changes_across_several_strings() {
+        let mut f = fence();
+        f.changes = (1..=20)
+            .map(|e| (e, 1_700_000_000_000 + e * 1_000))
+            .collect();
+        let value = f.txt_value();
+        assert!(value.starts_with("\"epoch=7 digest="), "{value}");
+        let strings: Vec<&str> = value.split("\" \"").collect();
+        assert!(strings.len() > 1, "{value}");
+        assert!(
+            strings.iter().all(|s| s.trim_matches('"').len() <= 255),
+            "{value}"
+        );
+        assert_eq!(Fence::parse_txt(&value), Ok(f.clone()));
+        let record = f.record("_quorumgate.app.example.com");
+        assert_eq!(Fence::from_record(&record), Ok(f));
+        for bad in ["change=1", "change=x@1", "change=1@", "extra=1"] {
+            let v = format!("\"epoch=1 digest={} by=a {bad}\"", "ab".repeat(32));
+            assert!(Fence::parse_txt(&v).is_err(), "{v}");
         }
     }
 

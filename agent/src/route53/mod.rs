@@ -37,7 +37,8 @@ pub use types::{
     HealthCheckSpec, RecordKey, RecordSet, RecordTarget, Routing, TagResource, TagsById,
 };
 pub use writer::{
-    ApplyOutcome, FencedWriter, GateTarget, Plan, PlannedWrite, View, WriteError, WriterOptions,
+    plan_from_view, ApplyOutcome, FencedWriter, GateTarget, Plan, PlannedWrite, Sent, View,
+    WriteError, WriterOptions,
 };
 
 /// Describes this module's metrics to the installed recorder.

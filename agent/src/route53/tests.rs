@@ -81,7 +81,8 @@ async fn first_write_creates_the_fence_and_the_records() {
         Some(Fence {
             epoch: 1,
             digest: d.digest(),
-            by: "agent-a".into()
+            by: "agent-a".into(),
+            changes: Vec::new(),
         })
     );
 }
@@ -318,6 +319,7 @@ async fn refuses_unmanageable_records_and_broken_fences() {
         epoch: u64::MAX,
         digest: "ab".repeat(32),
         by: "mallory".into(),
+        changes: Vec::new(),
     };
     api.change_record_sets(
         ZONE,

@@ -142,6 +142,24 @@ pub struct PlannedWrite {
     pub desired: DesiredRecords,
 }
 
+/// What Route 53 said to one batch (before any interpretation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// Accepted; not yet waited for INSYNC.
+    Accepted {
+        epoch: u64,
+        change_id: String,
+        in_sync: bool,
+    },
+    /// Refused (InvalidChangeBatch); `view` is what a read right after found. When it shows
+    /// the batch's own fence ([`PlannedWrite::next`]), the batch had landed: a retried
+    /// request whose first attempt got through.
+    Rejected {
+        view: Box<View>,
+        messages: Vec<String>,
+    },
+}
+
 /// Writes one gate's records through its fence.
 #[derive(Debug, Clone)]
 pub struct FencedWriter {
@@ -229,7 +247,8 @@ impl FencedWriter {
         self.fence_of(&records)
     }
 
-    /// Reads, then decides what (if anything) to send.
+    /// Reads, then decides what (if anything) to send. The new fence carries the current
+    /// one's change history (provisioning and tests; the gate driver passes its own).
     pub async fn plan(
         &self,
         expected_epoch: u64,
@@ -242,12 +261,13 @@ impl FencedWriter {
             desired,
             &self.fence_name,
             &self.target.agent,
+            None,
         )
     }
 
-    /// Sends a planned batch. On `InvalidChangeBatch` re-reads: the desired state already in
-    /// place is [`ApplyOutcome::AlreadyInPlace`], anything else [`ApplyOutcome::LostRace`].
-    pub async fn commit(&self, write: PlannedWrite) -> Result<ApplyOutcome, WriteError> {
+    /// Sends a planned batch; on `InvalidChangeBatch` re-reads and returns what it found.
+    /// Never waits for INSYNC.
+    pub async fn send(&self, write: &PlannedWrite) -> Result<Sent, WriteError> {
         let comment = format!(
             "quorumgate gate={} epoch={} by={}",
             self.target.gate, write.next.epoch, self.target.agent
@@ -262,16 +282,42 @@ impl FencedWriter {
                     gate = %self.target.gate, epoch = write.next.epoch, change_id = %info.id,
                     changes = write.changes.len(), "route53 fenced change accepted"
                 );
-                let in_sync =
-                    info.status == ChangeStatus::InSync || self.wait_insync(&info.id).await;
-                Ok(ApplyOutcome::Applied {
+                Ok(Sent::Accepted {
                     epoch: write.next.epoch,
+                    in_sync: info.status == ChangeStatus::InSync,
                     change_id: info.id,
-                    in_sync,
                 })
             }
             Err(ApiError::InvalidChangeBatch { messages }) => {
                 let view = self.read(&write.desired).await?;
+                Ok(Sent::Rejected {
+                    view: Box::new(view),
+                    messages,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends a planned batch and waits for INSYNC. On `InvalidChangeBatch` re-reads: the
+    /// desired state already in place is [`ApplyOutcome::AlreadyInPlace`] (whoever wrote it:
+    /// the gate driver tells its own batch by the fence), anything else
+    /// [`ApplyOutcome::LostRace`].
+    pub async fn commit(&self, write: PlannedWrite) -> Result<ApplyOutcome, WriteError> {
+        match self.send(&write).await? {
+            Sent::Accepted {
+                epoch,
+                change_id,
+                in_sync,
+            } => {
+                let in_sync = in_sync || self.wait_insync(&change_id).await;
+                Ok(ApplyOutcome::Applied {
+                    epoch,
+                    change_id,
+                    in_sync,
+                })
+            }
+            Sent::Rejected { view, messages } => {
                 if write.desired.matches(&view.records) {
                     tracing::info!(
                         gate = %self.target.gate, epoch = view.epoch(),
@@ -290,7 +336,6 @@ impl FencedWriter {
                     messages,
                 })
             }
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -361,13 +406,15 @@ impl FencedWriter {
 }
 
 /// The pure part of planning: given what was read, the batch (if any) that moves the gate from
-/// `view` to `desired` through the fence.
+/// `view` to `desired` through the fence. The next fence records `changes` (the gate's recent
+/// changes, this one last); `None` carries the current fence's on unchanged.
 pub fn plan_from_view(
     view: &View,
     expected_epoch: u64,
     desired: &DesiredRecords,
     fence_name: &str,
     agent: &str,
+    changes: Option<Vec<(u64, u64)>>,
 ) -> Result<Plan, WriteError> {
     if desired.matches(&view.records) {
         return Ok(Plan::Done(ApplyOutcome::AlreadyInPlace {
@@ -401,6 +448,12 @@ pub fn plan_from_view(
             })?,
         digest: desired.digest(),
         by: agent.to_owned(),
+        changes: changes.unwrap_or_else(|| {
+            view.fence
+                .as_ref()
+                .map(|f| f.changes.clone())
+                .unwrap_or_default()
+        }),
     };
     // Deletes first (so a record can change routing policy), then creates; the fence swap
     // rides in the same batch.

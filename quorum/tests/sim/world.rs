@@ -32,11 +32,19 @@ static CERTS: LazyLock<BTreeMap<(&'static str, bool), Certificate>> = LazyLock::
     let mut out = BTreeMap::new();
     for check in ["p", "s"] {
         for healthy in [true, false] {
-            let status = if healthy { Status::Healthy } else { Status::Unhealthy };
+            let status = if healthy {
+                Status::Healthy
+            } else {
+                Status::Unhealthy
+            };
             let ballots = (0..2)
                 .map(|i| Draft::new(&c.ids[i], &[(check, status)]).verified(&c.keys[i]))
                 .collect();
-            let outcome = if healthy { Outcome::Healthy } else { Outcome::Unhealthy };
+            let outcome = if healthy {
+                Outcome::Healthy
+            } else {
+                Outcome::Unhealthy
+            };
             let cert = Certificate {
                 check: CheckId::new(check).unwrap(),
                 outcome,
@@ -110,7 +118,6 @@ pub struct Report {
 
 #[derive(Clone, Debug)]
 enum Delivery {
-    Appended(Token, Result<(), Failure>),
     Read(Token, Result<View, Failure>),
     Planned(Token, Result<Planned, Failure>),
     Committed(Token, Result<Committed, Failure>),
@@ -133,7 +140,9 @@ enum Req {
         fate: Fate,
     },
     /// The SDK's retry of a batch that landed: refused, the shell re-reads.
-    Retry { token: Token },
+    Retry {
+        token: Token,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -293,10 +302,17 @@ pub fn run(seed: u64) -> Result<Report, String> {
             return Err("still busy a minute after the end".into());
         }
         w.t = t;
-        let still = w.r53.history.last().map_or(true, |h| t >= h.at.0 - T0.0 + 25_000);
+        let still = w
+            .r53
+            .history
+            .last()
+            .is_none_or(|h| t >= h.at.0 - T0.0 + 25_000);
         if !w.ended && t > end && (still || t > limit) {
             if !still {
-                return Err(format!("Route 53 still changing {} s into the calm", (t - w.p.active_ms) / 1000));
+                return Err(format!(
+                    "Route 53 still changing {} s into the calm",
+                    (t - w.p.active_ms) / 1000
+                ));
             }
             w.ended = true;
         }
@@ -401,7 +417,6 @@ impl World {
                 }
                 let now = self.now(agent);
                 let event = match what {
-                    Delivery::Appended(token, result) => Event::Appended { token, result },
                     Delivery::Read(token, result) => Event::Read { token, now, result },
                     Delivery::Planned(token, result) => Event::Planned { token, now, result },
                     Delivery::Committed(token, result) => Event::Committed { token, now, result },
@@ -511,7 +526,11 @@ impl World {
             (p, s)
         };
         for (check, healthy) in [("p", p), ("s", s)] {
-            let state = if healthy { State::Healthy } else { State::Unhealthy };
+            let state = if healthy {
+                State::Healthy
+            } else {
+                State::Unhealthy
+            };
             let cert = CERTS.get(&(check, healthy)).cloned();
             inputs.insert(CheckId::new(check).unwrap(), CheckInput::new(state, cert));
         }
@@ -529,7 +548,10 @@ impl World {
     /// Executes agent `i`'s queued actions, checking each against the invariants.
     fn drain(&mut self, i: usize) -> Result<(), String> {
         loop {
-            let Some(action) = self.agents[i].machine.as_mut().and_then(GateMachine::poll_action)
+            let Some(action) = self.agents[i]
+                .machine
+                .as_mut()
+                .and_then(GateMachine::poll_action)
             else {
                 return Ok(());
             };
@@ -580,8 +602,15 @@ impl World {
                 self.check_authority(i, &batch)?;
                 if self.trace {
                     let m = self.agents[i].machine.as_ref().unwrap();
-                    let known: Vec<(u64, u64)> = m.changes_by_epoch().iter().map(|(e, t)| (*e, t.0 - T0.0)).collect();
-                    eprintln!("t={:>6} a{i} sends epoch {} knowing changes at {known:?}", self.t, batch.next_epoch);
+                    let known: Vec<(u64, u64)> = m
+                        .changes_by_epoch()
+                        .iter()
+                        .map(|(e, t)| (*e, t.0 - T0.0))
+                        .collect();
+                    eprintln!(
+                        "t={:>6} a{i} sends epoch {} knowing changes at {known:?}",
+                        self.t, batch.next_epoch
+                    );
                 }
                 let fate = self.commit_fate();
                 self.send(i, Req::Commit { token, batch, fate }, fate);
@@ -609,10 +638,14 @@ impl World {
                 );
             }
             Action::CommandDone { token, result } => {
-                let cmd = self.agents[i].cmds.remove(&token).ok_or("unknown command token")?;
-                let audited = self.agents[i].log.iter().any(
-                    |(_, r)| matches!(r, AuditRecord::OperatorCommand(c) if *c == cmd),
-                );
+                let cmd = self.agents[i]
+                    .cmds
+                    .remove(&token)
+                    .ok_or("unknown command token")?;
+                let audited = self.agents[i]
+                    .log
+                    .iter()
+                    .any(|(_, r)| matches!(r, AuditRecord::OperatorCommand(c) if *c == cmd));
                 match result {
                     Ok(()) if !audited => {
                         return Err(format!(
@@ -621,7 +654,9 @@ impl World {
                         ))
                     }
                     Ok(()) => self.report.commands_applied += 1,
-                    Err(CommandFailure::Audit(_)) if audited && cmd_count(&self.agents[i], &cmd) == 1 => {
+                    Err(CommandFailure::Audit(_))
+                        if audited && cmd_count(&self.agents[i], &cmd) == 1 =>
+                    {
                         return Err(format!(
                             "{}: operator command {} audited but reported not applied",
                             self.agents[i].id, cmd.command.seq
@@ -633,7 +668,10 @@ impl World {
             Action::Note(Note::Inconsistent(why)) => {
                 return Err(format!("{}: inconsistent: {why}", self.agents[i].id))
             }
-            Action::Note(Note::PromoteEnded { epoch, result: Err(_) }) => {
+            Action::Note(Note::PromoteEnded {
+                epoch,
+                result: Err(_),
+            }) => {
                 self.promote_failed.insert(epoch);
             }
             Action::Note(Note::WriteEnded { outcome, .. }) => {
@@ -698,7 +736,10 @@ impl World {
             Fate::Lost | Fate::LostResponse | Fate::Late => {
                 Some((TIMEOUT_MS, Failure::new("timeout", "no response in time")))
             }
-            Fate::Throttled => Some((latency * 2, Failure::new("throttled", "Throttling: Rate exceeded"))),
+            Fate::Throttled => Some((
+                latency * 2,
+                Failure::new("throttled", "Throttling: Rate exceeded"),
+            )),
             Fate::PriorRequest => Some((
                 latency * 2,
                 Failure::new("prior_request_not_complete", "PriorRequestNotComplete"),
@@ -713,7 +754,14 @@ impl World {
                     Delivery::Committed(*token, Err(failure))
                 }
             };
-            self.at(delay + after, Ev::Deliver { agent: i, inc, what });
+            self.at(
+                delay + after,
+                Ev::Deliver {
+                    agent: i,
+                    inc,
+                    what,
+                },
+            );
         }
         let arrives = match fate {
             Fate::Lost | Fate::Throttled | Fate::PriorRequest => None,
@@ -834,7 +882,12 @@ impl World {
     /// (durable) before the batch is sent: the decision, then the batch itself.
     fn check_authority(&self, i: usize, batch: &Batch) -> Result<(), String> {
         let a = &self.agents[i];
-        let fail = |why: String| Err(format!("{}: batch to {} from epoch {}: {why}", a.id, batch.to, batch.expected_epoch));
+        let fail = |why: String| {
+            Err(format!(
+                "{}: batch to {} from epoch {}: {why}",
+                a.id, batch.to, batch.expected_epoch
+            ))
+        };
         let write = a.log.iter().rposition(|(_, r)| {
             matches!(r, AuditRecord::Write { plan, expected_epoch, to, .. }
                 if *plan == batch.plan && *expected_epoch == batch.expected_epoch && *to == batch.to)
@@ -843,11 +896,10 @@ impl World {
             return fail("sent before its batch was audited".into());
         };
         let decision = a.log[..write].iter().rev().find_map(|(_, r)| match r {
-            AuditRecord::Decision { change, based_on_epoch }
-                if change.to == batch.to && *based_on_epoch == batch.expected_epoch =>
-            {
-                Some(change)
-            }
+            AuditRecord::Decision {
+                change,
+                based_on_epoch,
+            } if change.to == batch.to && *based_on_epoch == batch.expected_epoch => Some(change),
             _ => None,
         });
         let Some(change) = decision else {
@@ -859,7 +911,9 @@ impl World {
                 .any(|(_, r)| matches!(r, AuditRecord::OperatorCommand(c) if c.command.seq == seq))
         };
         match &change.authority {
-            Authority::Override { seq, force: true, .. } => {
+            Authority::Override {
+                seq, force: true, ..
+            } => {
                 if !operator_audited(*seq) {
                     return fail(format!("forced override {seq} not audited"));
                 }
@@ -881,8 +935,13 @@ impl World {
             return fail("no certificate".into());
         }
         for cert in &change.certificates {
-            verify_certificate(&cert.to_bytes(), &CLUSTER.membership, Some(&DIGEST), SKEW_MS)
-                .map_err(|e| format!("{}: certificate does not verify: {e:?}", a.id))?;
+            verify_certificate(
+                &cert.to_bytes(),
+                &CLUSTER.membership,
+                Some(&DIGEST),
+                SKEW_MS,
+            )
+            .map_err(|e| format!("{}: certificate does not verify: {e:?}", a.id))?;
         }
         Ok(())
     }
@@ -891,18 +950,30 @@ impl World {
     /// not again once an outcome of an earlier promotion of that epoch is durable.
     fn check_promotion(&self, i: usize, epoch: u64) -> Result<(), String> {
         let a = &self.agents[i];
-        let won = self.r53.history.iter().find(|h| h.batch.next_epoch == epoch);
+        let won = self
+            .r53
+            .history
+            .iter()
+            .find(|h| h.batch.next_epoch == epoch);
         let Some(won) = won else {
-            return Err(format!("{}: promotes for epoch {epoch}, which no batch installed", a.id));
+            return Err(format!(
+                "{}: promotes for epoch {epoch}, which no batch installed",
+                a.id
+            ));
         };
         if won.batch.agent != i {
-            return Err(format!("{}: promotes for epoch {epoch}, won by {}", a.id, won.batch.by));
+            return Err(format!(
+                "{}: promotes for epoch {epoch}, won by {}",
+                a.id, won.batch.by
+            ));
         }
         if !(self.p.promote && won.batch.to == at("secondary") && won.from == at("primary")) {
-            return Err(format!("{}: promotes for epoch {epoch}, which was no failover", a.id));
+            return Err(format!(
+                "{}: promotes for epoch {epoch}, which was no failover",
+                a.id
+            ));
         }
-        if a
-            .log
+        if a.log
             .iter()
             .any(|(_, r)| matches!(r, AuditRecord::PromoteOutcome { epoch: e, .. } if *e == epoch))
         {
@@ -932,10 +1003,17 @@ impl World {
             if t - prev.at.0 < policy.wait_period_ms {
                 return Err(format!(
                     "epoch {} by {} {} ms after epoch {}: wait_period is {} ms",
-                    change.batch.next_epoch, change.batch.by, t - prev.at.0, prev.batch.next_epoch, policy.wait_period_ms
+                    change.batch.next_epoch,
+                    change.batch.by,
+                    t - prev.at.0,
+                    prev.batch.next_epoch,
+                    policy.wait_period_ms
                 ));
             }
-            let recent = h[..k].iter().filter(|p| t - p.at.0 < policy.window_ms).count();
+            let recent = h[..k]
+                .iter()
+                .filter(|p| t - p.at.0 < policy.window_ms)
+                .count();
             if recent >= policy.max_changes as usize {
                 return Err(format!(
                     "epoch {} by {}: {recent} changes in the {} ms before it; max_changes is {}",
@@ -951,7 +1029,10 @@ impl World {
     fn quiescent(&self) -> Result<(), String> {
         self.check_pacing()?;
         for a in &self.agents {
-            let m = a.machine.as_ref().ok_or_else(|| format!("{} not running at the end", a.id))?;
+            let m = a
+                .machine
+                .as_ref()
+                .ok_or_else(|| format!("{} not running at the end", a.id))?;
             if *m.state().current() != self.r53.records || m.epoch() != self.r53.epoch {
                 return Err(format!(
                     "{} ends at {} epoch {}; Route 53 holds {} epoch {}",
@@ -977,7 +1058,11 @@ impl World {
         if let Some(last) = self.r53.history.last() {
             let failover = last.batch.to == at("secondary") && last.from == at("primary");
             let epoch = last.batch.next_epoch;
-            let tried = self.rds.attempts.iter().any(|(i, e)| *e == epoch && *i == last.batch.agent);
+            let tried = self
+                .rds
+                .attempts
+                .iter()
+                .any(|(i, e)| *e == epoch && *i == last.batch.agent);
             let winner_audited_failure = self.promote_failed.contains(&epoch)
                 || self.agents[last.batch.agent].log.iter().any(|(_, r)| {
                     matches!(r, AuditRecord::PromoteOutcome { epoch: e, result: Err(_) } if *e == epoch)
@@ -1003,10 +1088,18 @@ impl World {
             0 => OpAction::Freeze,
             1 => OpAction::Unfreeze,
             2 | 3 => OpAction::Approve {
-                to: target(if self.rng.chance(700) { "primary" } else { "secondary" }),
+                to: target(if self.rng.chance(700) {
+                    "primary"
+                } else {
+                    "secondary"
+                }),
             },
             _ => OpAction::Override {
-                desired: at(if self.rng.chance(500) { "primary" } else { "secondary" }),
+                desired: at(if self.rng.chance(500) {
+                    "primary"
+                } else {
+                    "secondary"
+                }),
                 force: self.rng.chance(300),
             },
         };
@@ -1026,7 +1119,14 @@ impl World {
                 let inc = self.agents[i].inc;
                 let latency = self.rng.range(5, 500);
                 let what = Delivery::Command(verified.clone());
-                self.at(latency, Ev::Deliver { agent: i, inc, what });
+                self.at(
+                    latency,
+                    Ev::Deliver {
+                        agent: i,
+                        inc,
+                        what,
+                    },
+                );
             }
         }
     }

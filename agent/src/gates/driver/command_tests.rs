@@ -46,7 +46,7 @@ fn config(cluster: &str, seeds: [u8; 3]) -> Config {
 }
 
 struct Rig {
-    driver: GateDriver,
+    driver: Arc<GateDriver>,
     audit: SharedAudit,
     _dir: tempfile::TempDir,
 }
@@ -56,15 +56,17 @@ fn rig(cfg: &Config) -> Rig {
     let log = AuditLog::open(&dir.path().join("audit.log"), cfg.local.agent_id.clone())
         .expect("audit log");
     let audit: SharedAudit = Arc::new(Mutex::new(log));
-    let driver = GateDriver::new(
-        cfg,
-        None,
-        BTreeMap::new(),
-        Some(Arc::clone(&audit)),
-        Arc::new(SystemClock::default()),
-        DriverOptions::default(),
-    )
-    .expect("driver");
+    let driver = Arc::new(
+        GateDriver::new(
+            cfg,
+            None,
+            BTreeMap::new(),
+            Some(Arc::clone(&audit)),
+            Arc::new(SystemClock::default()),
+            DriverOptions::default(),
+        )
+        .expect("driver"),
+    );
     Rig {
         driver,
         audit,
@@ -93,8 +95,8 @@ fn frozen_by(rig: &Rig, now: UnixMillis) -> Option<String> {
 /// A command whose audit record could not be written was not applied, and its seq is still
 /// unused: re-sending the same saved bytes once the log is writable applies it (before, the
 /// resend was answered "duplicate" and the CLI reported success for a command never applied).
-#[test]
-fn a_command_that_could_not_be_audited_is_applied_when_resent() {
+#[tokio::test]
+async fn a_command_that_could_not_be_audited_is_applied_when_resent() {
     let cfg = config("t", [1, 2, 3]);
     let rig = rig(&cfg);
     let now = SystemClock::default().now();
@@ -104,12 +106,13 @@ fn a_command_that_could_not_be_audited_is_applied_when_resent() {
     let err = rig
         .driver
         .handle_command(now, &wire)
+        .await
         .expect_err("no audit, no command");
     assert!(matches!(err, CommandError::Audit(_)), "{err}");
     assert_eq!(frozen_by(&rig, now), None, "not applied");
 
     rig.audit.lock().unwrap().reopen_for_test();
-    let outcome = rig.driver.handle_command(now, &wire).expect("resend");
+    let outcome = rig.driver.handle_command(now, &wire).await.expect("resend");
     assert!(
         matches!(outcome, CommandOutcome::Applied { .. }),
         "{outcome:?}"
@@ -117,7 +120,7 @@ fn a_command_that_could_not_be_audited_is_applied_when_resent() {
     assert_eq!(frozen_by(&rig, now).as_deref(), Some("alice"));
     // Now it was committed: the same bytes again are a harmless duplicate.
     assert_eq!(
-        rig.driver.handle_command(now, &wire).expect("again"),
+        rig.driver.handle_command(now, &wire).await.expect("again"),
         CommandOutcome::Duplicate
     );
 }

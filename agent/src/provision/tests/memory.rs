@@ -474,6 +474,7 @@ async fn control_plane_gates_get_initial_records_once_and_are_then_left_to_the_a
         epoch: 2,
         digest: "ab".repeat(32),
         by: "usw2".into(),
+        changes: Vec::new(),
     };
     let moved = RecordSet::new(
         "app.example.com",

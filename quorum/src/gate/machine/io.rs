@@ -75,7 +75,10 @@ impl std::fmt::Display for Failure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Planned {
     /// A batch from `expected_epoch` is ready to send (the shell keeps it under the token).
-    Write { expected_epoch: u64, next_epoch: u64 },
+    Write {
+        expected_epoch: u64,
+        next_epoch: u64,
+    },
     /// Nothing to send: the records are already the desired ones, or the fence moved on.
     Nothing(View),
 }
@@ -169,9 +172,14 @@ pub enum AuditRecord {
         promote: bool,
     },
     /// What became of a write (or of a dry-run change).
-    Outcome { to: DesiredState, result: Outcome },
+    Outcome {
+        to: DesiredState,
+        result: Outcome,
+    },
     /// A promotion about to start.
-    Promote { epoch: u64 },
+    Promote {
+        epoch: u64,
+    },
     PromoteOutcome {
         epoch: u64,
         result: Result<Promoted, Failure>,
@@ -185,11 +193,21 @@ pub enum Outcome {
     Applied(Accepted),
     /// Our batch landed, but its response was lost: a retry (or a later read) found our own
     /// fence at the epoch we wrote.
-    Won { epoch: u64 },
+    Won {
+        epoch: u64,
+    },
     /// Someone (another writer, an operator) put the desired records in place.
-    AlreadyInPlace { epoch: u64 },
-    Stale { expected_epoch: u64, current: u64 },
-    LostRace { current: u64, messages: Vec<String> },
+    AlreadyInPlace {
+        epoch: u64,
+    },
+    Stale {
+        expected_epoch: u64,
+        current: u64,
+    },
+    LostRace {
+        current: u64,
+        messages: Vec<String>,
+    },
     /// The write failed; the batch may or may not have landed (the next read tells).
     Failed(Failure),
     /// Not a write: a dry-run gate's simulated change.
@@ -227,7 +245,10 @@ impl Outcome {
     pub fn counts(&self) -> bool {
         matches!(
             self,
-            Outcome::Applied(_) | Outcome::Won { .. } | Outcome::AlreadyInPlace { .. } | Outcome::DryRun
+            Outcome::Applied(_)
+                | Outcome::Won { .. }
+                | Outcome::AlreadyInPlace { .. }
+                | Outcome::DryRun
         )
     }
 }
@@ -249,6 +270,8 @@ pub enum Note {
     Evaluation {
         code: &'static str,
         previous: &'static str,
+        /// A hold (not a change).
+        hold: bool,
         alert: bool,
         detail: String,
     },
@@ -268,20 +291,34 @@ pub enum Note {
         error: Failure,
     },
     /// A data-plane gate: Route 53 serves another target by the quorum's decisions.
-    Serving { from: DesiredState, to: DesiredState },
+    Serving {
+        from: DesiredState,
+        to: DesiredState,
+    },
     /// A change decided (audited) and about to be written or simulated.
-    Decided { change: PlannedChange, epoch: u64 },
+    Decided {
+        change: PlannedChange,
+        epoch: u64,
+    },
     /// A write ended.
-    WriteEnded { to: DesiredState, outcome: Outcome },
+    WriteEnded {
+        to: DesiredState,
+        outcome: Outcome,
+    },
     /// A promotion ended.
     PromoteEnded {
         epoch: u64,
         result: Result<Promoted, Failure>,
     },
     /// A drill moved the gate but the database is not promoted.
-    DrillNoPromotion { epoch: u64 },
+    DrillNoPromotion {
+        epoch: u64,
+    },
     /// A persist-before-act record could not be appended: the action it guards is dropped.
-    NotPersisted { what: &'static str, error: Failure },
+    NotPersisted {
+        what: &'static str,
+        error: Failure,
+    },
     /// A state change the gate refused to commit (a bug or a reloaded config).
     Inconsistent(String),
 }
@@ -296,7 +333,9 @@ pub enum Action {
         record: AuditRecord,
     },
     /// Read the fence and the gate's records.
-    Read { token: Token },
+    Read {
+        token: Token,
+    },
     /// After `delay_ms` (the writer stagger), read and compute the batch that moves Route 53
     /// to `to` from `expected_epoch`. The new fence records `history` and then this change
     /// (`next_epoch`, the shell's clock when it plans).
@@ -308,9 +347,15 @@ pub enum Action {
         history: Vec<(u64, UnixMillis)>,
     },
     /// Send the batch planned under `plan`.
-    Commit { token: Token, plan: Token },
+    Commit {
+        token: Token,
+        plan: Token,
+    },
     /// Promote the gate's database (the failover batch of `epoch` was ours).
-    Promote { token: Token, epoch: u64 },
+    Promote {
+        token: Token,
+        epoch: u64,
+    },
     /// The operator command sent with `token` was applied (or not).
     CommandDone {
         token: Token,
@@ -319,7 +364,10 @@ pub enum Action {
     /// A drill started (or was restored): vote the primary down.
     DrillStarted(Drill),
     /// A drill ended: stop its votes, audit the end.
-    DrillEnded { seq: u64, end: DrillEnd },
+    DrillEnded {
+        seq: u64,
+        end: DrillEnd,
+    },
     /// A drill is over and the gate back (or out of grace): judge it.
     DrillFinished(FinishedDrill),
     /// Whether the gate waits for an operator.

@@ -27,8 +27,6 @@
 
 mod io;
 mod restore;
-#[cfg(test)]
-mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,8 +38,8 @@ pub use restore::Replayed;
 
 use crate::gate::{
     drill::{precheck, precheck_abort},
-    evaluate, DesiredState, DrillEndCause, DrillRefusal, Evaluation, GateKind, GateSpec,
-    GateState, Inputs, Mode, PlannedChange,
+    evaluate, DesiredState, DrillEndCause, DrillRefusal, Evaluation, GateKind, GateSpec, GateState,
+    Inputs, Mode, PlannedChange,
 };
 use crate::ids::CheckId;
 use crate::operator::{Action as OpAction, ActionError, CommandRejection, OperatorCommand};
@@ -102,12 +100,34 @@ struct Backoff {
 enum Phase {
     Idle,
     Reading(Token),
-    Deciding { token: Token, change: PlannedChange, delay_ms: u64 },
-    Planning { token: Token, change: PlannedChange },
-    PersistingWrite { token: Token, plan: Token, change: PlannedChange, expected_epoch: u64 },
-    Committing { token: Token, change: PlannedChange, expected_epoch: u64 },
-    PersistingPromote { token: Token, epoch: u64 },
-    Promoting { token: Token, epoch: u64 },
+    Deciding {
+        token: Token,
+        change: PlannedChange,
+        delay_ms: u64,
+    },
+    Planning {
+        token: Token,
+        change: PlannedChange,
+    },
+    PersistingWrite {
+        token: Token,
+        plan: Token,
+        change: PlannedChange,
+        expected_epoch: u64,
+    },
+    Committing {
+        token: Token,
+        change: PlannedChange,
+        expected_epoch: u64,
+    },
+    PersistingPromote {
+        token: Token,
+        epoch: u64,
+    },
+    Promoting {
+        token: Token,
+        epoch: u64,
+    },
 }
 
 /// A batch sent whose result is not known yet.
@@ -311,7 +331,13 @@ impl GateMachine {
         }
     }
 
-    fn round(&mut self, now: UnixMillis, inputs: Inputs, rank: usize, serving: Option<DesiredState>) {
+    fn round(
+        &mut self,
+        now: UnixMillis,
+        inputs: Inputs,
+        rank: usize,
+        serving: Option<DesiredState>,
+    ) {
         self.drill_tick(&inputs, now);
         if self.cfg.plane == Plane::Data {
             if let Some(serving) = serving.filter(|s| s != self.state.current()) {
@@ -386,6 +412,7 @@ impl GateMachine {
             self.note(Note::Evaluation {
                 code,
                 previous: self.last_code,
+                hold: matches!(eval, Evaluation::Hold(_)),
                 alert,
                 detail,
             });
@@ -471,7 +498,12 @@ impl GateMachine {
         }
     }
 
-    fn decision_persisted(&mut self, change: PlannedChange, delay_ms: u64, result: Result<(), Failure>) {
+    fn decision_persisted(
+        &mut self,
+        change: PlannedChange,
+        delay_ms: u64,
+        result: Result<(), Failure>,
+    ) {
         if let Err(error) = result {
             self.note(Note::NotPersisted {
                 what: "gate_decision",
@@ -577,7 +609,7 @@ impl GateMachine {
             Ok(Committed::Accepted(a)) => {
                 let epoch = a.epoch;
                 self.resolve_pending(epoch);
-                self.changed(&change, epoch, &[], Outcome::Applied(a), now);
+                self.changed(&change, epoch, &[(epoch, now)], Outcome::Applied(a), now);
             }
             Ok(Committed::Rejected { view, messages }) => {
                 self.finish_view(&change, expected_epoch, view, messages, now);
@@ -604,7 +636,13 @@ impl GateMachine {
         if ours {
             self.changed(change, epoch, &view.history, Outcome::Won { epoch }, now);
         } else if view.records == Records::State(change.to.clone()) {
-            self.changed(change, epoch, &view.history, Outcome::AlreadyInPlace { epoch }, now);
+            self.changed(
+                change,
+                epoch,
+                &view.history,
+                Outcome::AlreadyInPlace { epoch },
+                now,
+            );
         } else {
             // Someone else moved the fence: read what is there before deciding again.
             let outcome = if messages.is_empty() {
@@ -662,18 +700,22 @@ impl GateMachine {
         });
     }
 
-    /// Learns the fence at `epoch` and the changes its history records. A change counts
-    /// against the velocity rule from the latest moment it can have landed, never earlier: the
-    /// smaller of when this agent learns of it and when its writer planned it plus a
-    /// request's lifetime and the clocks' skew. Live gates keep the history by epoch, so a
-    /// change is counted once however many ways it is learnt of; what a fresh agent cannot
-    /// know (changes before the fence's history) the fence's history supplies.
+    /// Learns the fence at `epoch` and the changes its history lists. A change counts against
+    /// the velocity rule from the latest moment it can have landed, never earlier: the smaller
+    /// of when this agent learns of it and when its writer planned it plus a request's
+    /// lifetime and the clocks' skew. Live gates keep the history by epoch, so a change is
+    /// counted once however many ways it is learnt of, and an agent that missed changes (it
+    /// was down, or restarted) learns them from the fence.
     fn learn(&mut self, epoch: u64, history: &[(u64, UnixMillis)], now: UnixMillis) {
-        let slack = self.cfg.request_lifetime_ms.saturating_add(self.cfg.max_clock_skew_ms);
+        let slack = self
+            .cfg
+            .request_lifetime_ms
+            .saturating_add(self.cfg.max_clock_skew_ms);
+        // Only the changes the fence lists count: a write that is no gate change (the records
+        // `quorumgate provision` creates) moves the epoch without listing itself.
         let learnt = history
             .iter()
-            .map(|(e, planned)| (*e, planned.plus(slack).min(now)))
-            .chain((epoch > 0).then_some((epoch, now)));
+            .map(|(e, planned)| (*e, planned.plus(slack).min(now)));
         for (e, at) in learnt {
             self.epochs
                 .entry(e)
@@ -702,7 +744,11 @@ impl GateMachine {
     fn fence_history(&self) -> Vec<(u64, UnixMillis)> {
         let keep = usize::try_from(self.cfg.spec.policy().max_changes).unwrap_or(usize::MAX);
         let skip = self.epochs.len().saturating_sub(keep.saturating_sub(1));
-        self.epochs.iter().skip(skip).map(|(e, t)| (*e, *t)).collect()
+        self.epochs
+            .iter()
+            .skip(skip)
+            .map(|(e, t)| (*e, *t))
+            .collect()
     }
 
     /// Forgets pending batches the fence has moved past (`epoch` > their base).
@@ -724,7 +770,11 @@ impl GateMachine {
         self.adopt(change, now);
         self.learn(epoch, history, now);
         self.applied += 1;
-        self.last_outcome = Some(format!("{}: {} at epoch {epoch}", outcome.label(), change.to));
+        self.last_outcome = Some(format!(
+            "{}: {} at epoch {epoch}",
+            outcome.label(),
+            change.to
+        ));
         let won = matches!(outcome, Outcome::Applied(_) | Outcome::Won { .. });
         self.end_write(change.to.clone(), outcome);
         if won && self.promotes(change) {
@@ -735,9 +785,13 @@ impl GateMachine {
     fn adopt(&mut self, change: &PlannedChange, now: UnixMillis) {
         let spec = &self.cfg.spec;
         let result = if *self.state.current() == change.from {
-            self.state.commit(spec, change, now).map_err(|e| e.to_string())
+            self.state
+                .commit(spec, change, now)
+                .map_err(|e| e.to_string())
         } else {
-            self.state.resync(spec, change.to.clone()).map_err(|e| e.to_string())
+            self.state
+                .resync(spec, change.to.clone())
+                .map_err(|e| e.to_string())
         };
         if let Err(e) = result {
             self.note(Note::Inconsistent(format!("adopting {}: {e}", change.to)));
@@ -855,7 +909,11 @@ impl GateMachine {
 
     /// Whether `c` may be applied now by this agent's view of the gate (drills need the gate
     /// at rest and known; data-plane gates take drills only). Other commands pass.
-    pub fn check_command(&self, c: &OperatorCommand, now: UnixMillis) -> Result<(), CommandRejection> {
+    pub fn check_command(
+        &self,
+        c: &OperatorCommand,
+        now: UnixMillis,
+    ) -> Result<(), CommandRejection> {
         let refused = |why| CommandRejection::DrillRefused {
             gate: c.gate.clone(),
             why,
@@ -906,12 +964,18 @@ impl GateMachine {
             });
             return;
         }
-        let result = self.apply_command(&command, at).map_err(CommandFailure::from);
+        let result = self
+            .apply_command(&command, at)
+            .map_err(CommandFailure::from);
         self.push(Action::CommandDone { token, result });
     }
 
     /// Applies an audited command (also at start-up, from the log).
-    fn apply_command(&mut self, v: &VerifiedCommand, at: UnixMillis) -> Result<(), CommandRejection> {
+    fn apply_command(
+        &mut self,
+        v: &VerifiedCommand,
+        at: UnixMillis,
+    ) -> Result<(), CommandRejection> {
         v.apply_to(&self.cfg.spec, &mut self.state, at)?;
         match &v.command.action {
             OpAction::Drill { .. } => {
@@ -923,7 +987,8 @@ impl GateMachine {
                 let drill = self.state.drill();
                 let seq = drill.map_or(0, |d| d.seq);
                 let end = drill.and_then(|d| d.ended.clone());
-                if let Some(end) = end.filter(|e| matches!(e.cause, DrillEndCause::Aborted { .. })) {
+                if let Some(end) = end.filter(|e| matches!(e.cause, DrillEndCause::Aborted { .. }))
+                {
                     self.last_outcome = Some(format!("drill {seq} ended: {}", end.cause));
                     self.push(Action::DrillEnded { seq, end });
                 }
@@ -970,7 +1035,6 @@ pub fn moves_to_secondary(spec: &GateSpec, from: &DesiredState, to: &DesiredStat
     let GateKind::Failover { secondary, .. } = spec.kind() else {
         return false;
     };
-    let is_secondary =
-        |s: &DesiredState| matches!(s, DesiredState::Failover { active } if *active == secondary.id);
+    let is_secondary = |s: &DesiredState| matches!(s, DesiredState::Failover { active } if *active == secondary.id);
     is_secondary(to) && !is_secondary(from)
 }

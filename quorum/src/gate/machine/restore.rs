@@ -92,7 +92,9 @@ impl GateMachine {
         let r = &mut self.replay;
         match record {
             Replayed::Command { command, at } => {
-                let ok = command.apply_to(&self.cfg.spec, &mut self.state, at).is_ok();
+                let ok = command
+                    .apply_to(&self.cfg.spec, &mut self.state, at)
+                    .is_ok();
                 r.commands += usize::from(ok);
                 return ok;
             }

@@ -3,6 +3,7 @@
 
 mod drill;
 mod failover;
+mod machine;
 mod spec;
 mod weighted;
 
