@@ -36,8 +36,8 @@ async fn create_replica(emu: &Emulator) -> aws_sdk_rds::Client {
     rds
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failover_promotes_the_read_replica_once_through_the_fence() {
+/// A gate rig whose failover gate promotes `db-replica`, and the emulator's RDS client.
+async fn promoting_rig() -> (GateRig, TargetApp, aws_sdk_rds::Client) {
     let standby = TargetApp::start().await.expect("standby app");
     let rig = GateRig::start(1, |_, zone_id| {
         // The endpoint comes from AWS_ENDPOINT_URL_RDS (set by the rig), as in production from
@@ -57,6 +57,12 @@ async fn failover_promotes_the_read_replica_once_through_the_fence() {
     })
     .await;
     let rds = create_replica(&rig.emu).await;
+    (rig, standby, rds)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_promotes_the_read_replica_once_through_the_fence() {
+    let (rig, _standby, rds) = promoting_rig().await;
     // The emulator refuses to stop a read replica; after a promotion it no longer does. That is
     // the only trace of the promotion it keeps (DescribeDBInstances still names the source).
     let stop = || {
@@ -132,5 +138,63 @@ async fn failover_promotes_the_read_replica_once_through_the_fence() {
     stop()
         .await
         .expect("the promoted instance is a replica no more");
+    rig.verify_audits();
+}
+
+/// The winning batch lands but its answer is lost: the SDK's retry is refused (the fence
+/// moved), and the re-read shows our own fence one epoch on. That batch won, so the winner
+/// promotes. (Before, the retry's refusal read as "already in place" and DNS pointed at a
+/// replica nobody promoted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_whose_answer_was_lost_still_promotes() {
+    let (rig, _standby, _rds) = promoting_rig().await;
+    // The agents' attempt timeout is 2 s: the first batch is applied and its answer held
+    // 3 s, so the SDK retries it.
+    rig.emu
+        .fault(serde_json::json!({
+            "kind": "stall_response", "count": 1, "op": "ChangeResourceRecordSets", "stall_ms": 3000
+        }))
+        .await;
+    rig.emu.reset_stats().await;
+    rig.c.app.set_down(true);
+    rig.wait_gates("every agent at active=secondary, epoch 2, idle", |g| {
+        g.current == "active=secondary" && g.epoch == 2 && !g.busy
+    })
+    .await;
+    rig.c
+        .wait_until(
+            std::time::Duration::from_secs(30),
+            "the winner audited the promotion's outcome",
+            || async {
+                (0..rig.c.len()).any(|i| !rig.audit_events(i, "gate_promote_outcome").is_empty())
+            },
+        )
+        .await;
+    let fence = super::fence_now(&rig.api, &rig.zone_id)
+        .await
+        .expect("fence");
+    let winner = rig
+        .c
+        .written
+        .agents
+        .iter()
+        .position(|a| a.id == fence.by)
+        .expect("the fence names a member");
+    let changes = rig.emu.requests("ChangeResourceRecordSets").await;
+    assert!(
+        changes.iter().any(|r| r.outcome.contains("stall")),
+        "the fault held an answer: {changes:?}"
+    );
+    let outcomes = rig.audit_events(winner, "gate_outcome");
+    assert!(
+        outcomes.iter().any(|o| o["result"] == "won" && o["epoch"] == 2),
+        "the winner knew its batch won: {outcomes:?}"
+    );
+    let promotes = rig.emu.requests("PromoteReadReplica").await;
+    assert_eq!(promotes.len(), 1, "promoted exactly once: {promotes:?}");
+    for i in 0..rig.c.len() {
+        let intents = rig.audit_events(i, "gate_promote");
+        assert_eq!(intents.len(), usize::from(i == winner), "only the winner promotes");
+    }
     rig.verify_audits();
 }
