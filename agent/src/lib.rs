@@ -26,6 +26,7 @@ pub mod exchange;
 pub mod fdlimit;
 pub mod filecheck;
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod gates;
 pub mod init;

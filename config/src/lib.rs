@@ -44,6 +44,7 @@ mod defaults;
 mod digest;
 mod errors;
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod lenient;
 mod load;

@@ -37,6 +37,7 @@ pub mod codec;
 pub mod decision;
 pub mod engine;
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod gate;
 pub mod ids;

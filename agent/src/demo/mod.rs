@@ -119,6 +119,36 @@ impl Timing {
     }
 }
 
+/// The demo's own directory under the system's temporary directory, removed when dropped
+/// unless kept (a failed demo keeps its logs).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> std::io::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "quorumgate-demo-{}-{nanos:08x}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&dir)?;
+        Ok(Self(dir))
+    }
+
+    fn keep(self) -> PathBuf {
+        let dir = self.0.clone();
+        std::mem::forget(self);
+        dir
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs the demo; returns an error if the cluster did not behave as narrated.
 pub async fn run(fast: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
     tls::install_crypto_provider();
@@ -129,10 +159,8 @@ pub async fn run(fast: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
             (None, d)
         }
         None => {
-            let t = tempfile::Builder::new()
-                .prefix("quorumgate-demo-")
-                .tempdir()?;
-            let p = t.path().to_owned();
+            let t = TempDir::new()?;
+            let p = t.0.clone();
             (Some(t), p)
         }
     };
@@ -158,7 +186,7 @@ pub async fn run(fast: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
         Ok(()) => println!("\ndemo complete: all agents stopped, nothing left running."),
         Err(e) => {
             // Keep the keys, configs and logs for a post-mortem.
-            let kept = _temp.map_or(dir, tempfile::TempDir::keep);
+            let kept = _temp.map_or(dir, TempDir::keep);
             println!(
                 "\ndemo FAILED: {e:#}\nagent logs: {}",
                 kept.join("*.log").display()

@@ -8,7 +8,7 @@
 //! - [`limiter`]: the token bucket and the retry schedule.
 //! - [`fence`], [`desired`], [`writer`]: the fence record, a gate's [`DesiredRecords`], and the
 //!   [`FencedWriter`] that moves the zone to them in one compare-and-swap batch.
-//! - [`fake`]: [`MemoryRoute53`], a strict in-memory Route 53 for tests.
+//! - `fake` (unit tests only): `MemoryRoute53`, a strict in-memory Route 53.
 //!
 //! Architecture Invariant: every record write of a control-plane gate goes through
 //! [`FencedWriter`].
@@ -16,6 +16,7 @@
 pub mod api;
 mod convert;
 pub mod desired;
+#[cfg(test)]
 pub mod fake;
 pub mod fence;
 pub mod limiter;
@@ -28,6 +29,7 @@ mod tests;
 
 pub use api::{ApiError, ApiFuture, Route53Api};
 pub use desired::{DesiredError, DesiredRecords};
+#[cfg(test)]
 pub use fake::MemoryRoute53;
 pub use fence::{fence_name, Fence, FenceError};
 pub use limiter::{Jitter, RateLimiter, RetryPolicy};

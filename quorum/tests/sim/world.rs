@@ -306,7 +306,12 @@ pub fn run(seed: u64) -> Result<Report, String> {
             .r53
             .history
             .last()
-            .is_none_or(|h| t >= h.at.0 - T0.0 + 25_000);
+            .is_none_or(|h| t >= h.at.0 - T0.0 + 25_000)
+            && w.agents.iter().all(|a| {
+                a.machine
+                    .as_ref()
+                    .is_some_and(|m| !m.busy() && !m.write_pending())
+            });
         if !w.ended && t > end && (still || t > limit) {
             if !still {
                 return Err(format!(

@@ -187,14 +187,20 @@ async fn a_failover_whose_answer_was_lost_still_promotes() {
     );
     let outcomes = rig.audit_events(winner, "gate_outcome");
     assert!(
-        outcomes.iter().any(|o| o["result"] == "won" && o["epoch"] == 2),
+        outcomes
+            .iter()
+            .any(|o| o["result"] == "won" && o["epoch"] == 2),
         "the winner knew its batch won: {outcomes:?}"
     );
     let promotes = rig.emu.requests("PromoteReadReplica").await;
     assert_eq!(promotes.len(), 1, "promoted exactly once: {promotes:?}");
     for i in 0..rig.c.len() {
         let intents = rig.audit_events(i, "gate_promote");
-        assert_eq!(intents.len(), usize::from(i == winner), "only the winner promotes");
+        assert_eq!(
+            intents.len(),
+            usize::from(i == winner),
+            "only the winner promotes"
+        );
     }
     rig.verify_audits();
 }
