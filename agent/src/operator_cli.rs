@@ -18,7 +18,7 @@ use config::{Config, GateConfig, Plane};
 use http::Method;
 use quorum::gate::{DesiredState, GateKind};
 use quorum::operator::{Action, OperatorCommand, SignedCommand};
-use quorum::{GateId, OperatorId, TargetId};
+use quorum::{ClusterId, GateId, OperatorId, TargetId};
 use rustls::ClientConfig;
 use url::Url;
 
@@ -91,8 +91,9 @@ pub async fn run(args: &OperatorArgs, requested: Requested) -> anyhow::Result<Ex
     deliver(&cfg, &args.agent_urls, wire).await
 }
 
-/// Signs `action` on `gate` with the operator's key, checked against `[[operators]]`; its seq
-/// is the wall clock in ms, and above `after_seq`. Writes `--save` if asked.
+/// Signs `action` on `gate` with the operator's key, checked against `[[operators]]`, for the
+/// cluster `cfg` describes (its name and member list: agents of another cluster refuse it);
+/// its seq is the wall clock in ms, and above `after_seq`. Writes `--save` if asked.
 pub(crate) fn sign(
     args: &OperatorArgs,
     cfg: &Config,
@@ -127,6 +128,7 @@ pub(crate) fn sign(
         })?;
     let now = SystemClock::default().now();
     let command = OperatorCommand::new(
+        ClusterId::new(&cfg.shared.cluster.name, &cfg.shared.membership),
         operator,
         gate.spec.id().clone(),
         action,
@@ -307,6 +309,8 @@ pub(crate) fn advice(results: &[(String, (bool, String))]) -> Vec<String> {
             "replay" => "its sequence number is not newer than the last command of this operator they applied; see the gate in `quorumgate status`, and to act again sign a new command",
             "bad_signature" | "unknown_operator" => "their [[operators]] do not list this key for this operator: check --key and --operator, and that those agents run the config with your [[operators]] entry (compare the config digest in `quorumgate status`)",
             "expired" | "from_future" => "its validity window does not cover their clock: check the clocks (NTP) and sign a new command",
+            "wrong_cluster" => "it was signed for another cluster (another cluster.name or member list than theirs): sign it again with --config pointing at their cluster's config",
+            "old_version" => "it was signed by an older quorumgate, without a cluster identity: sign it again with this version",
             _ => "see the reason above",
         };
         out.push(format!(

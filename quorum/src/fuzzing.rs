@@ -27,6 +27,7 @@ use ed25519_dalek::Signer;
 
 use crate::ballot::ConfigDigest;
 use crate::book::{Accepted, BallotBook, BookConfig, Rejection};
+use crate::cluster::ClusterId;
 use crate::codec::{decode_ballot, encode_ballot};
 use crate::gate::{
     self, DesiredState, GateKind, GatePolicy, GateSpec, GateState, Inputs, Mode, Target,
@@ -99,6 +100,15 @@ fn frames(mut input: &[u8]) -> Vec<Frame<'_>> {
         input = rest;
     }
     out
+}
+
+/// The cluster the `operator` target's book belongs to, and its seeds are signed for.
+#[must_use]
+pub fn cluster() -> ClusterId {
+    ClusterId {
+        name: "fuzz".to_owned(),
+        members_sha256: [0x5a; 32],
+    }
 }
 
 /// The clock step at which the `operator` target takes the audit append to fail.
@@ -307,7 +317,7 @@ pub fn operator_command(input: &[u8]) -> Reached {
         max_clock_skew_ms: SKEW_MS,
         max_valid_for_ms: MAX_VALID_FOR_MS,
     };
-    let mut book = OperatorBook::new(operators, specs.clone(), config)
+    let mut book = OperatorBook::new(cluster(), operators, specs.clone(), config)
         .unwrap_or_else(|e| panic!("fixed operator list: {e}"));
     let mut states: Vec<GateState> = specs.iter().map(GateState::new).collect();
     let inputs = Inputs::new();
@@ -538,6 +548,7 @@ pub fn operator_seeds() -> Vec<(String, Vec<u8>)> {
     let t = |s: &str| TargetId::new(s).unwrap_or_else(|e| panic!("{e}"));
     let cmd = |op: &str, gate: &str, action: Action, seq: u64| {
         OperatorCommand::new(
+            cluster(),
             OperatorId::new(op).unwrap_or_else(|e| panic!("{e}")),
             GateId::new(gate).unwrap_or_else(|e| panic!("{e}")),
             action,
@@ -616,6 +627,22 @@ pub fn operator_seeds() -> Vec<(String, Vec<u8>)> {
     resent.extend(frame(None, 0, &unaudited));
     resent.extend(frame(None, 0, &unaudited));
     seeds.push(("unaudited_then_resent".to_owned(), resent));
+    let elsewhere = OperatorCommand {
+        cluster: Some(ClusterId {
+            name: "elsewhere".to_owned(),
+            members_sha256: [0x5a; 32],
+        }),
+        ..cmd("alice", "app", Action::Freeze, 9)
+    };
+    seeds.push((
+        "wrong_cluster".to_owned(),
+        frame(None, 0, &wire(&elsewhere, 0)),
+    ));
+    let v1 = OperatorCommand {
+        cluster: None,
+        ..cmd("alice", "app", Action::Freeze, 9)
+    };
+    seeds.push(("old_version".to_owned(), frame(None, 0, &wire(&v1, 0))));
     seeds.push((
         "unknown_operator".to_owned(),
         frame(None, 0, &wire(&cmd("mallory", "app", Action::Freeze, 1), 3)),

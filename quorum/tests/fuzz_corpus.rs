@@ -77,6 +77,8 @@ fn operator_corpus_replays_without_panic() {
     assert_eq!(reached(&runs, "seed-duplicate_then_replay").accepted, 1);
     assert_eq!(reached(&runs, "seed-unaudited_then_resent").accepted, 1);
     assert_eq!(reached(&runs, "seed-unknown_operator").accepted, 0);
+    assert_eq!(reached(&runs, "seed-wrong_cluster").accepted, 0);
+    assert_eq!(reached(&runs, "seed-old_version").accepted, 0);
     assert!(reached(&runs, "seed-harness_signed_all_actions").accepted >= 5);
 }
 

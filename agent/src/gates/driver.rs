@@ -46,7 +46,7 @@ use quorum::operator::{
     Action, CommandAccepted, CommandRejection, Operator, OperatorBook, OperatorBookConfig,
     OperatorCommand, SignedCommand, VerifiedCommand,
 };
-use quorum::{GateId, UnixMillis};
+use quorum::{ClusterId, GateId, UnixMillis};
 use serde_json::{json, Value};
 
 use self::drill::drill_check;
@@ -217,6 +217,7 @@ impl GateDriver {
     ) -> Result<Self, DriverError> {
         let gates: Vec<&GateConfig> = cfg.shared.gates.iter().collect();
         let operators = OperatorBook::new(
+            ClusterId::new(&cfg.shared.cluster.name, &cfg.shared.membership),
             cfg.shared
                 .operators
                 .iter()
