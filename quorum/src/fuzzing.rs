@@ -59,6 +59,9 @@ pub const GATES: [&str; 2] = ["app", "web"];
 pub const MAX_FUZZ_BALLOT_BYTES: usize = 64 * 1024;
 /// Longest command validity the operator book accepts.
 pub const MAX_VALID_FOR_MS: u64 = 600_000;
+/// The `ballot` target's book: longest validity a ballot may claim (the seeds' ballots claim
+/// 15 s, the cluster's `ballot_valid_for`).
+pub const MAX_BALLOT_VALID_FOR_MS: u64 = 15_000;
 
 /// Fixed signing key `i` (0..=3). Keys 0..=2 belong to members/operators; 3 to nobody.
 #[must_use]
@@ -181,6 +184,7 @@ pub fn ballot(input: &[u8]) -> Reached {
     let config = BookConfig {
         max_ballot_bytes: MAX_FUZZ_BALLOT_BYTES,
         max_clock_skew_ms: SKEW_MS,
+        max_valid_for_ms: MAX_BALLOT_VALID_FOR_MS,
         config_digest: DIGEST,
     };
     let mut book = BallotBook::new(membership(), config);
@@ -215,6 +219,10 @@ pub fn ballot(input: &[u8]) -> Reached {
                 assert!(
                     v.ballot.is_live_at(f.now, SKEW_MS),
                     "accepted a dead ballot"
+                );
+                assert!(
+                    u64::from(v.ballot.valid_for_ms()) <= MAX_BALLOT_VALID_FOR_MS,
+                    "accepted a ballot valid for longer than the cluster allows"
                 );
                 if let Some(h) = &held_before {
                     assert!(v.ballot.seq() > h.ballot.seq(), "accepted a replay");
@@ -512,6 +520,18 @@ pub fn ballot_seeds() -> Vec<(String, Vec<u8>)> {
             "expired",
             wire(&ballot("a1", 1, NOW.minus(60_000), DIGEST, true), 1),
         ),
+        ("validity_too_long", {
+            let b = Ballot::new(
+                AgentId::new("a2").unwrap_or_else(|e| panic!("{e}")),
+                1,
+                NOW,
+                15_001,
+                DIGEST,
+                vec![],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            wire(&b, 2)
+        }),
         ("empty_ballot", {
             let b = Ballot::new(
                 AgentId::new("a2").unwrap_or_else(|e| panic!("{e}")),

@@ -62,6 +62,7 @@ fn ballot_corpus_replays_without_panic() {
     assert!(q.certificates >= 2, "{q:?}");
     assert_eq!(reached(&runs, "seed-harness_signed_quorum").accepted, 3);
     assert_eq!(reached(&runs, "seed-replay").accepted, 1);
+    assert_eq!(reached(&runs, "seed-validity_too_long").accepted, 0);
     assert_eq!(reached(&runs, "seed-bad_signature").accepted, 0);
 }
 

@@ -460,6 +460,7 @@ fn ballots_and_commands_never_pass_as_each_other() {
     let config = BookConfig {
         max_ballot_bytes: 4096,
         max_clock_skew_ms: 0,
+        max_valid_for_ms: u64::from(u32::MAX),
         config_digest: ConfigDigest([0; 32]),
     };
     let mut ballots = BallotBook::new(Membership::new(vec![member]).unwrap(), config);
