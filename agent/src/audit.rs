@@ -400,6 +400,7 @@ mod tests {
         let cfg = BookConfig {
             max_ballot_bytes: 1 << 20,
             max_clock_skew_ms: 1000,
+            max_valid_for_ms: u64::from(u32::MAX),
             config_digest: digest,
         };
         let mut book = BallotBook::new(membership.clone(), cfg);

@@ -178,6 +178,7 @@ impl Node {
         let book = BookConfig {
             max_ballot_bytes: shared.cluster.max_ballot_bytes,
             max_clock_skew_ms: shared.cluster.max_clock_skew_ms,
+            max_valid_for_ms: u64::from(shared.cluster.ballot_valid_for_ms),
             config_digest: cfg.digest,
         };
         let checks = shared

@@ -18,7 +18,7 @@ use config::{Config, GateConfig, Plane};
 use http::Method;
 use quorum::gate::{DesiredState, GateKind};
 use quorum::operator::{Action, OperatorCommand, SignedCommand};
-use quorum::{GateId, OperatorId, TargetId};
+use quorum::{ClusterId, GateId, OperatorId, TargetId};
 use rustls::ClientConfig;
 use url::Url;
 
@@ -91,8 +91,9 @@ pub async fn run(args: &OperatorArgs, requested: Requested) -> anyhow::Result<Ex
     deliver(&cfg, &args.agent_urls, wire).await
 }
 
-/// Signs `action` on `gate` with the operator's key, checked against `[[operators]]`; its seq
-/// is the wall clock in ms, and above `after_seq`. Writes `--save` if asked.
+/// Signs `action` on `gate` with the operator's key, checked against `[[operators]]`, for the
+/// cluster `cfg` describes (its name and member list: agents of another cluster refuse it);
+/// its seq is the wall clock in ms, and above `after_seq`. Writes `--save` if asked.
 pub(crate) fn sign(
     args: &OperatorArgs,
     cfg: &Config,
@@ -127,6 +128,7 @@ pub(crate) fn sign(
         })?;
     let now = SystemClock::default().now();
     let command = OperatorCommand::new(
+        ClusterId::new(&cfg.shared.cluster.name, &cfg.shared.membership),
         operator,
         gate.spec.id().clone(),
         action,
@@ -156,7 +158,29 @@ pub async fn resend(config: &Path, file: &Path, agent_urls: &[Url]) -> anyhow::R
     let wire = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .context("the saved command is not base64")?;
+    saved_for(&cfg, &wire).with_context(|| format!("{}", file.display()))?;
     deliver(&cfg, agent_urls, wire).await
+}
+
+/// Whether a saved command is for the cluster `cfg` describes: the agents would refuse it
+/// otherwise, so say so before sending anything.
+fn saved_for(cfg: &Config, wire: &[u8]) -> anyhow::Result<()> {
+    let command = SignedCommand::from_wire(wire)
+        .and_then(|s| s.decode_unverified())
+        .context("not a signed operator command")?;
+    let ours = ClusterId::new(&cfg.shared.cluster.name, &cfg.shared.membership);
+    match command.cluster {
+        None => anyhow::bail!(
+            "signed by an older quorumgate without a cluster identity: the agents refuse it; \
+             sign it again with `quorumgate {}`",
+            command.action.as_str()
+        ),
+        Some(theirs) if theirs != ours => anyhow::bail!(
+            "signed for cluster {theirs}, but --config is cluster {ours}: give --config that \
+             cluster's config, or sign the command again for this one"
+        ),
+        Some(_) => Ok(()),
+    }
 }
 
 /// The gate named `gate`, of either plane.
@@ -307,6 +331,8 @@ pub(crate) fn advice(results: &[(String, (bool, String))]) -> Vec<String> {
             "replay" => "its sequence number is not newer than the last command of this operator they applied; see the gate in `quorumgate status`, and to act again sign a new command",
             "bad_signature" | "unknown_operator" => "their [[operators]] do not list this key for this operator: check --key and --operator, and that those agents run the config with your [[operators]] entry (compare the config digest in `quorumgate status`)",
             "expired" | "from_future" => "its validity window does not cover their clock: check the clocks (NTP) and sign a new command",
+            "wrong_cluster" => "it was signed for another cluster (another cluster.name or member list than theirs): sign it again with --config pointing at their cluster's config",
+            "old_version" => "it was signed by an older quorumgate, without a cluster identity: sign it again with this version",
             _ => "see the reason above",
         };
         out.push(format!(
@@ -362,6 +388,76 @@ pub(crate) async fn send_all(
     }
     results.sort();
     Ok(results)
+}
+
+#[cfg(test)]
+mod saved_tests {
+    use super::*;
+    use quorum::SigningKey;
+
+    fn config(name: &str) -> Config {
+        let member = |id: &str, seed: u8| {
+            let key = SigningKey::from_bytes(&[seed; 32]);
+            format!(
+                "[[members]]\nid = \"{id}\"\nregion = \"r\"\nurl = \"http://127.0.0.1:{}/\"\npublic_key = \"{}\"\n",
+                9000 + u16::from(seed),
+                keys::public_key_base64(&key.verifying_key())
+            )
+        };
+        let toml = format!(
+            "[cluster]\nname = \"{name}\"\nallow_single_member = true\n{}\
+             [[checks]]\nid = \"app\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n[checks.http]\nurl = \"http://127.0.0.1:1/\"\n\
+             [local]\nagent_id = \"a\"\nkey_file = \"/nonexistent\"\n",
+            member("a", 1),
+        );
+        Config::from_toml_str(&toml).expect("valid test config")
+    }
+
+    fn saved(cluster: Option<ClusterId>) -> Vec<u8> {
+        let mut cmd = OperatorCommand::new(
+            ClusterId {
+                name: String::new(),
+                members_sha256: [0; 32],
+            },
+            OperatorId::new("alice").unwrap(),
+            GateId::new("app").unwrap(),
+            Action::Freeze,
+            1,
+            quorum::UnixMillis(1),
+            1,
+        );
+        cmd.cluster = cluster;
+        SignedCommand::sign(&cmd, &SigningKey::from_bytes(&[9; 32]))
+            .unwrap()
+            .to_wire()
+    }
+
+    /// `resend` refuses, before sending, a saved command the agents of `--config` would
+    /// refuse for its cluster, and says which cluster it is for.
+    #[test]
+    fn resend_checks_the_saved_command_is_for_this_cluster() {
+        let prod = config("prod");
+        let ours = ClusterId::new("prod", &prod.shared.membership);
+        assert!(saved_for(&prod, &saved(Some(ours.clone()))).is_ok());
+        let staging = ClusterId {
+            name: "staging".into(),
+            ..ours
+        };
+        let err = saved_for(&prod, &saved(Some(staging)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("signed for cluster \"staging\"")
+                && err.contains("--config is cluster \"prod\""),
+            "{err}"
+        );
+        let err = saved_for(&prod, &saved(None)).unwrap_err().to_string();
+        assert!(
+            err.contains("sign it again with `quorumgate freeze`"),
+            "{err}"
+        );
+        assert!(saved_for(&prod, b"junk").is_err());
+    }
 }
 
 #[cfg(test)]

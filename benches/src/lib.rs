@@ -160,6 +160,7 @@ pub fn book_config() -> BookConfig {
     BookConfig {
         max_ballot_bytes: 16 * 1024 * 1024,
         max_clock_skew_ms: SKEW_MS,
+        max_valid_for_ms: u64::from(VALID_MS),
         config_digest: DIGEST,
     }
 }

@@ -1,11 +1,12 @@
 //! Validation on receipt, and the latest valid ballot of every member.
 //!
 //! [`BallotBook::handle_ballot`] is the only way a ballot gets counted. It checks, in order:
-//! size, decoding, known agent, signature, config digest, sequence (replay), clock skew
-//! (from the future) and expiry. Each failure is a distinct [`Rejection`] with a stable
+//! size, decoding, known agent, signature, config digest, sequence (replay, equivocation),
+//! claimed validity (at most the cluster's `ballot_valid_for`), clock skew (from the future)
+//! and expiry. Each failure is a distinct [`Rejection`] with a stable
 //! metric label from [`Rejection::reason`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::ballot::{Ballot, ConfigDigest};
@@ -14,9 +15,30 @@ use crate::ids::AgentId;
 use crate::membership::Membership;
 use crate::signed::SignedBallot;
 use crate::time::UnixMillis;
+use sha2::{Digest, Sha256};
 
 /// Hard ceiling on a signed ballot's wire size, whatever the configuration says.
 pub const MAX_BALLOT_BYTES: usize = 16 * 1024 * 1024;
+
+/// How many of each member's latest accepted seqs the book remembers, each with the digest of
+/// the ballot signed under it, to recognise a second, different ballot under one of them (at
+/// one ballot a round, about a minute of a member's history; 40 bytes each).
+pub const REMEMBERED_SEQS: usize = 64;
+
+/// Proof that a member signed two different ballots under one seq: what a seq names is one
+/// statement, and an honest member signs each seq once (its seq only rises, from the wall
+/// clock in ms, across restarts). Kept by the book, the latest per member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Equivocation {
+    pub agent: AgentId,
+    pub seq: u64,
+    /// SHA-256 of the wire form of the ballot accepted first under `seq`.
+    pub first_sha256: [u8; 32],
+    /// That ballot itself, when the book still held it (it was the member's latest).
+    pub first: Option<SignedBallot>,
+    /// The second, different ballot under `seq`; its signature verified with the member's key.
+    pub second: SignedBallot,
+}
 
 /// Receipt policy shared by every member.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +47,11 @@ pub struct BookConfig {
     pub max_ballot_bytes: usize,
     /// How far ahead of our clock an issuer's `issued_at` may be.
     pub max_clock_skew_ms: u64,
+    /// Longest `valid_for_ms` a ballot may claim: `cluster.ballot_valid_for`, the value every
+    /// honest member signs (it is part of the config digest, so a ballot that passed the
+    /// digest check was made under the same value). A longer claim would keep one vote live
+    /// for up to ~49 days after its issuer went quiet.
+    pub max_valid_for_ms: u64,
     /// Digest of our shared configuration; ballots made under another are refused.
     pub config_digest: ConfigDigest,
 }
@@ -63,12 +90,27 @@ pub enum Rejection {
     },
     #[error("{agent} seq {seq} is not above the last accepted seq {last}")]
     Replay { agent: AgentId, seq: u64, last: u64 },
-    #[error("{agent} signed two different ballots with seq {seq}")]
-    Equivocation { agent: AgentId, seq: u64 },
+    #[error("{agent} signed two different ballots with seq {seq} (first sha256 {first}, second sha256 {second})")]
+    Equivocation {
+        agent: AgentId,
+        seq: u64,
+        /// Hex SHA-256 of the two wire forms, for the log.
+        first: String,
+        second: String,
+    },
     #[error("{agent}'s ballot is issued {ahead_ms} ms in our future (beyond the allowed skew)")]
     FromFuture { agent: AgentId, ahead_ms: u64 },
     #[error("{agent}'s ballot expired {age_ms} ms ago")]
     Expired { agent: AgentId, age_ms: u64 },
+    #[error(
+        "{agent}'s ballot claims to stay valid for {valid_for_ms} ms; the cluster's \
+         ballot_valid_for is {max} ms, which every member signs"
+    )]
+    ValidityTooLong {
+        agent: AgentId,
+        valid_for_ms: u32,
+        max: u64,
+    },
 }
 
 impl Rejection {
@@ -85,11 +127,12 @@ impl Rejection {
             Rejection::Equivocation { .. } => "equivocation",
             Rejection::FromFuture { .. } => "from_future",
             Rejection::Expired { .. } => "expired",
+            Rejection::ValidityTooLong { .. } => "validity_too_long",
         }
     }
 
     /// Every label [`reason`](Self::reason) can return, so exporters can pre-register them.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 10] = [
         "too_large",
         "decode",
         "unknown_agent",
@@ -99,6 +142,7 @@ impl Rejection {
         "equivocation",
         "from_future",
         "expired",
+        "validity_too_long",
     ];
 }
 
@@ -108,6 +152,11 @@ pub struct BallotBook {
     membership: Membership,
     config: BookConfig,
     latest: BTreeMap<AgentId, Arc<VerifiedBallot>>,
+    /// Per member: the last [`REMEMBERED_SEQS`] accepted seqs and their wire digests, oldest
+    /// first.
+    seen: BTreeMap<AgentId, VecDeque<(u64, [u8; 32])>>,
+    /// Per member: the latest proof of equivocation.
+    equivocations: BTreeMap<AgentId, Equivocation>,
 }
 
 impl BallotBook {
@@ -118,6 +167,8 @@ impl BallotBook {
             membership,
             config,
             latest: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            equivocations: BTreeMap::new(),
         }
     }
 
@@ -169,18 +220,46 @@ impl BallotBook {
                 theirs: *ballot.config_digest(),
             });
         }
+        let mut digest = None;
         if let Some(h) = held {
             let last = h.ballot.seq();
-            if ballot.seq() == last {
-                return Err(Rejection::Equivocation { agent, seq: last });
+            if ballot.seq() <= last {
+                // Not newer: an ordinary late or repeated delivery (a replay), unless this
+                // member already had a different ballot accepted under this very seq.
+                let d = wire_digest(&signed);
+                let first = self
+                    .seen
+                    .get(&agent)
+                    .and_then(|seen| seen.iter().find(|(seq, _)| *seq == ballot.seq()))
+                    .map(|(_, first)| *first)
+                    .or_else(|| (ballot.seq() == last).then(|| wire_digest(&h.signed)));
+                return match first {
+                    Some(first) if first != d => {
+                        let held_first = (ballot.seq() == last).then(|| h.signed.clone());
+                        Err(self.record_equivocation(
+                            agent,
+                            ballot.seq(),
+                            first,
+                            held_first,
+                            signed,
+                            d,
+                        ))
+                    }
+                    _ => Err(Rejection::Replay {
+                        agent,
+                        seq: ballot.seq(),
+                        last,
+                    }),
+                };
             }
-            if ballot.seq() < last {
-                return Err(Rejection::Replay {
-                    agent,
-                    seq: ballot.seq(),
-                    last,
-                });
-            }
+            digest = Some(wire_digest(&signed));
+        }
+        if u64::from(ballot.valid_for_ms()) > self.config.max_valid_for_ms {
+            return Err(Rejection::ValidityTooLong {
+                agent,
+                valid_for_ms: ballot.valid_for_ms(),
+                max: self.config.max_valid_for_ms,
+            });
         }
         let ahead_ms = ballot.issued_at().since(now);
         if ahead_ms > self.config.max_clock_skew_ms {
@@ -192,9 +271,55 @@ impl BallotBook {
                 age_ms: now.since(ballot.expires_at()),
             });
         }
+        let digest = digest.unwrap_or_else(|| wire_digest(&signed));
+        let seen = self.seen.entry(agent.clone()).or_default();
+        seen.push_back((ballot.seq(), digest));
+        while seen.len() > REMEMBERED_SEQS {
+            seen.pop_front();
+        }
         let verified = Arc::new(VerifiedBallot { signed, ballot });
         self.latest.insert(agent, Arc::clone(&verified));
         Ok(Accepted::New(verified))
+    }
+
+    /// Keeps the proof that `agent` signed `second` under `seq` after a different ballot, and
+    /// the rejection that counts it.
+    fn record_equivocation(
+        &mut self,
+        agent: AgentId,
+        seq: u64,
+        first_sha256: [u8; 32],
+        first: Option<SignedBallot>,
+        second: SignedBallot,
+        second_sha256: [u8; 32],
+    ) -> Rejection {
+        self.equivocations.insert(
+            agent.clone(),
+            Equivocation {
+                agent: agent.clone(),
+                seq,
+                first_sha256,
+                first,
+                second,
+            },
+        );
+        Rejection::Equivocation {
+            agent,
+            seq,
+            first: hex::encode(first_sha256),
+            second: hex::encode(second_sha256),
+        }
+    }
+
+    /// The latest proof that `agent` equivocated, if it ever did since this book was made.
+    #[must_use]
+    pub fn equivocation(&self, agent: &AgentId) -> Option<&Equivocation> {
+        self.equivocations.get(agent)
+    }
+
+    /// The latest proof of equivocation of every member that has one, in member order.
+    pub fn equivocations(&self) -> impl Iterator<Item = &Equivocation> {
+        self.equivocations.values()
     }
 
     /// The latest accepted ballot of `agent`, live or not.
@@ -215,6 +340,12 @@ impl BallotBook {
             .values()
             .filter(move |v| v.ballot.is_live_at(now, skew))
     }
+}
+
+/// SHA-256 of a signed ballot's wire form (one wire form per ballot: the envelope and the
+/// ballot encoding are canonical).
+fn wire_digest(signed: &SignedBallot) -> [u8; 32] {
+    Sha256::digest(signed.to_wire()).into()
 }
 
 #[cfg(test)]
@@ -240,6 +371,7 @@ mod tests {
         let cfg = BookConfig {
             max_ballot_bytes: 4096,
             max_clock_skew_ms: 1_000,
+            max_valid_for_ms: 10_000,
             config_digest: DIGEST,
         };
         BallotBook::new(Membership::new(members).unwrap(), cfg)
@@ -256,6 +388,43 @@ mod tests {
         )
         .unwrap();
         SignedBallot::sign(&b, &key(signer)).to_wire()
+    }
+
+    /// A ballot issued at 100 000 claiming `valid_for_ms`.
+    fn wire_valid_for(agent: &str, signer: u8, seq: u64, valid_for_ms: u32) -> Vec<u8> {
+        let b = Ballot::new(
+            AgentId::new(agent).unwrap(),
+            seq,
+            UnixMillis(100_000),
+            valid_for_ms,
+            DIGEST,
+            vec![],
+        )
+        .unwrap();
+        SignedBallot::sign(&b, &key(signer)).to_wire()
+    }
+
+    /// A member's ballot may claim at most the cluster's validity: a longer claim is refused
+    /// and counted, not kept live for weeks; exactly the limit is what honest members sign.
+    #[test]
+    fn validity_is_bounded_by_the_cluster_setting() {
+        let now = UnixMillis(100_000);
+        let mut b = book();
+        let err = b
+            .handle_ballot(now, &wire_valid_for("a1", 1, 1, u32::MAX))
+            .unwrap_err();
+        assert_eq!(err.reason(), "validity_too_long");
+        assert!(
+            err.to_string().contains("ballot_valid_for is 10000 ms"),
+            "{err}"
+        );
+        assert!(b.latest(&AgentId::new("a1").unwrap()).is_none());
+        assert!(matches!(
+            b.handle_ballot(now, &wire_valid_for("a1", 1, 1, 10_000)),
+            Ok(Accepted::New(_))
+        ));
+        // Long after the honest window, nothing from a1 counts any more.
+        assert_eq!(b.live(UnixMillis(100_000 + 10_001)).count(), 0);
     }
 
     #[test]
@@ -279,12 +448,13 @@ mod tests {
             (wire("a0", 0, 5, 100_001, DIGEST), "equivocation"),
             (wire("a1", 1, 9, 101_001, DIGEST), "from_future"),
             (wire("a1", 1, 9, 89_999, DIGEST), "expired"),
+            (wire_valid_for("a1", 1, 9, 10_001), "validity_too_long"),
         ];
         for (bytes, reason) in cases {
             let err = b.handle_ballot(now, &bytes).expect_err(reason);
             assert_eq!(err.reason(), reason, "{err}");
         }
-        assert!(Rejection::REASONS.len() == 9);
+        assert!(Rejection::REASONS.len() == 10);
     }
 
     #[test]
@@ -304,6 +474,71 @@ mod tests {
         );
         assert_eq!(b.live(now).count(), 1);
         assert_eq!(b.live(UnixMillis(200_000)).count(), 0);
+    }
+
+    /// A second, different ballot under a seq the member already used is equivocation even
+    /// when newer ballots replaced the first (before, it passed as a mere replay), and the
+    /// book keeps the proof; an old ballot delivered again unchanged stays a replay.
+    #[test]
+    fn equivocation_under_an_older_seq_is_caught_with_its_proof() {
+        let now = UnixMillis(100_000);
+        let mut b = book();
+        let a0 = AgentId::new("a0").unwrap();
+        let first = wire("a0", 0, 5, 99_000, DIGEST);
+        for w in [&first, &wire("a0", 0, 6, 99_500, DIGEST)] {
+            assert!(matches!(b.handle_ballot(now, w), Ok(Accepted::New(_))));
+        }
+        assert_eq!(
+            b.handle_ballot(now, &first).unwrap_err().reason(),
+            "replay",
+            "the same ballot again, late: ordinary reordering"
+        );
+        assert!(b.equivocation(&a0).is_none());
+        let second = wire("a0", 0, 5, 99_001, DIGEST);
+        let err = b.handle_ballot(now, &second).unwrap_err();
+        assert_eq!(err.reason(), "equivocation", "{err}");
+        let proof = b.equivocation(&a0).expect("proof kept");
+        assert_eq!(proof.seq, 5);
+        assert_eq!(proof.first_sha256, <[u8; 32]>::from(Sha256::digest(&first)));
+        assert_eq!(proof.first, None, "no longer held");
+        assert_eq!(proof.second.to_wire(), second);
+        assert!(
+            err.to_string().contains(&hex::encode(proof.first_sha256)),
+            "{err}"
+        );
+        // Under the held seq, the proof carries both ballots.
+        let other6 = wire("a0", 0, 6, 99_501, DIGEST);
+        assert_eq!(
+            b.handle_ballot(now, &other6).unwrap_err().reason(),
+            "equivocation"
+        );
+        let proof = b.equivocation(&a0).unwrap();
+        assert_eq!(proof.seq, 6);
+        assert!(proof.first.is_some());
+        // The held ballot did not change; a newer honest ballot is still accepted.
+        assert_eq!(b.latest(&a0).unwrap().ballot.seq(), 6);
+        assert!(matches!(
+            b.handle_ballot(now, &wire("a0", 0, 7, 99_900, DIGEST)),
+            Ok(Accepted::New(_))
+        ));
+        assert_eq!(b.equivocations().count(), 1);
+    }
+
+    /// A bad signature under a remembered seq is a forgery, not the member's equivocation.
+    #[test]
+    fn a_forged_ballot_under_a_used_seq_is_no_proof() {
+        let now = UnixMillis(100_000);
+        let mut b = book();
+        for seq in [5, 6] {
+            let w = wire("a0", 0, seq, 99_000 + seq, DIGEST);
+            assert!(b.handle_ballot(now, &w).is_ok());
+        }
+        let forged = wire("a0", 1, 5, 99_999, DIGEST);
+        assert_eq!(
+            b.handle_ballot(now, &forged).unwrap_err().reason(),
+            "bad_signature"
+        );
+        assert!(b.equivocations().next().is_none());
     }
 
     #[test]

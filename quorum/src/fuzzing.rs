@@ -27,6 +27,7 @@ use ed25519_dalek::Signer;
 
 use crate::ballot::ConfigDigest;
 use crate::book::{Accepted, BallotBook, BookConfig, Rejection};
+use crate::cluster::ClusterId;
 use crate::codec::{decode_ballot, encode_ballot};
 use crate::gate::{
     self, DesiredState, GateKind, GatePolicy, GateSpec, GateState, Inputs, Mode, Target,
@@ -58,6 +59,9 @@ pub const GATES: [&str; 2] = ["app", "web"];
 pub const MAX_FUZZ_BALLOT_BYTES: usize = 64 * 1024;
 /// Longest command validity the operator book accepts.
 pub const MAX_VALID_FOR_MS: u64 = 600_000;
+/// The `ballot` target's book: longest validity a ballot may claim (the seeds' ballots claim
+/// 15 s, the cluster's `ballot_valid_for`).
+pub const MAX_BALLOT_VALID_FOR_MS: u64 = 15_000;
 
 /// Fixed signing key `i` (0..=3). Keys 0..=2 belong to members/operators; 3 to nobody.
 #[must_use]
@@ -99,6 +103,15 @@ fn frames(mut input: &[u8]) -> Vec<Frame<'_>> {
         input = rest;
     }
     out
+}
+
+/// The cluster the `operator` target's book belongs to, and its seeds are signed for.
+#[must_use]
+pub fn cluster() -> ClusterId {
+    ClusterId {
+        name: "fuzz".to_owned(),
+        members_sha256: [0x5a; 32],
+    }
 }
 
 /// The clock step at which the `operator` target takes the audit append to fail.
@@ -171,6 +184,7 @@ pub fn ballot(input: &[u8]) -> Reached {
     let config = BookConfig {
         max_ballot_bytes: MAX_FUZZ_BALLOT_BYTES,
         max_clock_skew_ms: SKEW_MS,
+        max_valid_for_ms: MAX_BALLOT_VALID_FOR_MS,
         config_digest: DIGEST,
     };
     let mut book = BallotBook::new(membership(), config);
@@ -205,6 +219,10 @@ pub fn ballot(input: &[u8]) -> Reached {
                 assert!(
                     v.ballot.is_live_at(f.now, SKEW_MS),
                     "accepted a dead ballot"
+                );
+                assert!(
+                    u64::from(v.ballot.valid_for_ms()) <= MAX_BALLOT_VALID_FOR_MS,
+                    "accepted a ballot valid for longer than the cluster allows"
                 );
                 if let Some(h) = &held_before {
                     assert!(v.ballot.seq() > h.ballot.seq(), "accepted a replay");
@@ -307,7 +325,7 @@ pub fn operator_command(input: &[u8]) -> Reached {
         max_clock_skew_ms: SKEW_MS,
         max_valid_for_ms: MAX_VALID_FOR_MS,
     };
-    let mut book = OperatorBook::new(operators, specs.clone(), config)
+    let mut book = OperatorBook::new(cluster(), operators, specs.clone(), config)
         .unwrap_or_else(|e| panic!("fixed operator list: {e}"));
     let mut states: Vec<GateState> = specs.iter().map(GateState::new).collect();
     let inputs = Inputs::new();
@@ -502,6 +520,18 @@ pub fn ballot_seeds() -> Vec<(String, Vec<u8>)> {
             "expired",
             wire(&ballot("a1", 1, NOW.minus(60_000), DIGEST, true), 1),
         ),
+        ("validity_too_long", {
+            let b = Ballot::new(
+                AgentId::new("a2").unwrap_or_else(|e| panic!("{e}")),
+                1,
+                NOW,
+                15_001,
+                DIGEST,
+                vec![],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            wire(&b, 2)
+        }),
         ("empty_ballot", {
             let b = Ballot::new(
                 AgentId::new("a2").unwrap_or_else(|e| panic!("{e}")),
@@ -538,6 +568,7 @@ pub fn operator_seeds() -> Vec<(String, Vec<u8>)> {
     let t = |s: &str| TargetId::new(s).unwrap_or_else(|e| panic!("{e}"));
     let cmd = |op: &str, gate: &str, action: Action, seq: u64| {
         OperatorCommand::new(
+            cluster(),
             OperatorId::new(op).unwrap_or_else(|e| panic!("{e}")),
             GateId::new(gate).unwrap_or_else(|e| panic!("{e}")),
             action,
@@ -616,6 +647,22 @@ pub fn operator_seeds() -> Vec<(String, Vec<u8>)> {
     resent.extend(frame(None, 0, &unaudited));
     resent.extend(frame(None, 0, &unaudited));
     seeds.push(("unaudited_then_resent".to_owned(), resent));
+    let elsewhere = OperatorCommand {
+        cluster: Some(ClusterId {
+            name: "elsewhere".to_owned(),
+            members_sha256: [0x5a; 32],
+        }),
+        ..cmd("alice", "app", Action::Freeze, 9)
+    };
+    seeds.push((
+        "wrong_cluster".to_owned(),
+        frame(None, 0, &wire(&elsewhere, 0)),
+    ));
+    let v1 = OperatorCommand {
+        cluster: None,
+        ..cmd("alice", "app", Action::Freeze, 9)
+    };
+    seeds.push(("old_version".to_owned(), frame(None, 0, &wire(&v1, 0))));
     seeds.push((
         "unknown_operator".to_owned(),
         frame(None, 0, &wire(&cmd("mallory", "app", Action::Freeze, 1), 3)),

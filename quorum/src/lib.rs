@@ -33,6 +33,7 @@
 
 pub mod ballot;
 pub mod book;
+pub mod cluster;
 pub mod codec;
 pub mod decision;
 pub mod engine;
@@ -50,6 +51,7 @@ pub mod time;
 
 pub use ballot::{Ballot, BallotError, ConfigDigest};
 pub use book::{Accepted, BallotBook, BookConfig, Rejection, VerifiedBallot};
+pub use cluster::ClusterId;
 pub use decision::{
     After, Basis, DecisionMachine, DecisionPolicy, Restored, Start, State, Transition,
 };

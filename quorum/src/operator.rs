@@ -19,6 +19,7 @@
 //! - [`codec`]: the canonical bytes and the signed envelope ([`SignedCommand`]).
 //! - [`book`]: [`OperatorBook`] — validation on receipt with replay protection.
 
+use crate::cluster::ClusterId;
 use crate::gate::{
     Approval, DesiredState, Drill, DrillEndCause, GateKind, GateSpec, GateState, Override,
     StateError, MAX_DRILL_MS,
@@ -35,7 +36,7 @@ pub use book::{
     CommandAccepted, CommandRejection, Operator, OperatorBook, OperatorBookConfig,
     OperatorListError,
 };
-pub use codec::{SignedCommand, MAX_COMMAND_BYTES, OPERATOR_DOMAIN_TAG};
+pub use codec::{SignedCommand, COMMAND_VERSION, MAX_COMMAND_BYTES, OPERATOR_DOMAIN_TAG};
 
 /// Longest free-text note a command carries, in bytes.
 pub const MAX_NOTE_LEN: usize = 256;
@@ -79,6 +80,10 @@ impl Action {
 /// One operator request, before signing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct OperatorCommand {
+    /// The cluster the command is for. `None` only for a version-1 command (signed by an
+    /// older release, read back from an audit log): it encodes as version 1, and the
+    /// [`OperatorBook`] refuses it on receipt.
+    pub cluster: Option<ClusterId>,
     pub operator: OperatorId,
     pub gate: GateId,
     pub action: Action,
@@ -93,9 +98,10 @@ pub struct OperatorCommand {
 }
 
 impl OperatorCommand {
-    /// A command with an empty note.
+    /// A command for `cluster`, with an empty note.
     #[must_use]
     pub fn new(
+        cluster: ClusterId,
         operator: OperatorId,
         gate: GateId,
         action: Action,
@@ -104,6 +110,7 @@ impl OperatorCommand {
         valid_for_ms: u32,
     ) -> Self {
         Self {
+            cluster: Some(cluster),
             operator,
             gate,
             action,

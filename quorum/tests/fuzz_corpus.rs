@@ -62,6 +62,7 @@ fn ballot_corpus_replays_without_panic() {
     assert!(q.certificates >= 2, "{q:?}");
     assert_eq!(reached(&runs, "seed-harness_signed_quorum").accepted, 3);
     assert_eq!(reached(&runs, "seed-replay").accepted, 1);
+    assert_eq!(reached(&runs, "seed-validity_too_long").accepted, 0);
     assert_eq!(reached(&runs, "seed-bad_signature").accepted, 0);
 }
 
@@ -77,6 +78,8 @@ fn operator_corpus_replays_without_panic() {
     assert_eq!(reached(&runs, "seed-duplicate_then_replay").accepted, 1);
     assert_eq!(reached(&runs, "seed-unaudited_then_resent").accepted, 1);
     assert_eq!(reached(&runs, "seed-unknown_operator").accepted, 0);
+    assert_eq!(reached(&runs, "seed-wrong_cluster").accepted, 0);
+    assert_eq!(reached(&runs, "seed-old_version").accepted, 0);
     assert!(reached(&runs, "seed-harness_signed_all_actions").accepted >= 5);
 }
 

@@ -941,6 +941,7 @@ proptest! {
     ) {
         use quorum::operator::codec::{decode_command, encode_command};
         let cmd = quorum::OperatorCommand::new(
+            quorum::fuzzing::cluster(),
             OperatorId::new("alice").unwrap(),
             GateId::new("app").unwrap(),
             action,

@@ -10,6 +10,16 @@ use quorum::{
 use crate::support::{metric, TestCluster, CHECK};
 
 fn unhealthy_ballot(agent: &str, seq: u64, issued_at: u64, digest: ConfigDigest) -> Ballot {
+    unhealthy_ballot_valid_for(agent, seq, issued_at, digest, 60_000)
+}
+
+fn unhealthy_ballot_valid_for(
+    agent: &str,
+    seq: u64,
+    issued_at: u64,
+    digest: ConfigDigest,
+    valid_for_ms: u32,
+) -> Ballot {
     let obs = Observation::new(
         CheckId::new(CHECK).expect("check id"),
         Status::Unhealthy,
@@ -21,7 +31,7 @@ fn unhealthy_ballot(agent: &str, seq: u64, issued_at: u64, digest: ConfigDigest)
         AgentId::new(agent).expect("agent id"),
         seq,
         UnixMillis(issued_at),
-        60_000,
+        valid_for_ms,
         digest,
         vec![obs],
     )
@@ -82,6 +92,12 @@ async fn hostile_ballots_are_rejected_by_reason_and_change_nothing() {
         &c.written.agents[1].key,
     )
     .to_wire();
+    // Genuinely signed by a member, under our digest, but claiming to count for ~49 days.
+    let too_long = SignedBallot::sign(
+        &unhealthy_ballot_valid_for(&victim, u64::MAX - 1, now, digest, u32::MAX),
+        &c.written.agents[1].key,
+    )
+    .to_wire();
     let mut truncated = forged.clone();
     truncated.truncate(forged.len() / 2);
     let oversized = vec![0u8; 1024 * 1024 + 1];
@@ -91,6 +107,7 @@ async fn hostile_ballots_are_rejected_by_reason_and_change_nothing() {
         ("replay", old),
         ("unknown_agent", unknown),
         ("config_drift", drift),
+        ("validity_too_long", too_long),
         ("decode", truncated),
         ("decode", b"definitely not a ballot".to_vec()),
         ("too_large", oversized),
@@ -113,6 +130,7 @@ async fn hostile_ballots_are_rejected_by_reason_and_change_nothing() {
         ("replay", 1.0),
         ("unknown_agent", 1.0),
         ("config_drift", 1.0),
+        ("validity_too_long", 1.0),
         ("decode", 2.0),
         ("too_large", 1.0),
     ] {
@@ -124,7 +142,7 @@ async fn hostile_ballots_are_rejected_by_reason_and_change_nothing() {
         assert_eq!(seen, expected, "rejected{{reason={reason}}} in\n{metrics}");
     }
     let s = c.status(0).await;
-    assert_eq!(s.rejected.values().sum::<u64>(), 7);
+    assert_eq!(s.rejected.values().sum::<u64>(), 8);
 
     // Nothing moved, and the agent keeps working: more rounds, still HEALTHY everywhere.
     let rounds = s.rounds;

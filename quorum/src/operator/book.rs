@@ -1,7 +1,7 @@
 //! Validation of operator commands on receipt, with replay protection.
 //!
 //! [`OperatorBook::verify`] checks, in order: size, decoding, known operator, signature,
-//! sequence (replay; a byte-identical resend of a committed command is an idempotent
+//! cluster (a version-2 command for this cluster: see [`crate::cluster`]), sequence (replay; a byte-identical resend of a committed command is an idempotent
 //! duplicate so a CLI retry is harmless), clock (from the future, expired, validity longer
 //! than allowed), known gate, whether the action fits that gate (a drill no longer than
 //! `max_valid_for_ms`), and the caller's own check of the gate's state (whether a drill may
@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::codec::{SignedCommand, MAX_COMMAND_BYTES};
 use super::{check_action, Action, ActionError, OperatorCommand, VerifiedCommand};
+use crate::cluster::ClusterId;
 use crate::codec::DecodeError;
 use crate::gate::{DrillRefusal, GateSpec};
 use crate::ids::{GateId, OperatorId};
@@ -64,6 +65,21 @@ pub enum CommandRejection {
     UnknownOperator(OperatorId),
     #[error("signature of {0}'s command does not verify with its configured key")]
     BadSignature(OperatorId),
+    #[error(
+        "{operator}'s command was signed by an older quorumgate without a cluster identity: \
+         sign it again with `quorumgate <command>`"
+    )]
+    OldVersion { operator: OperatorId },
+    #[error(
+        "{operator}'s command is for cluster {theirs}, this agent is cluster {ours}: \
+         send it to that cluster's agents, or sign it again with this cluster's config \
+         (`quorumgate <command> --config <this cluster's config>`)"
+    )]
+    WrongCluster {
+        operator: OperatorId,
+        theirs: Box<ClusterId>,
+        ours: Box<ClusterId>,
+    },
     #[error("{operator} seq {seq} is not above the last accepted seq {last}")]
     Replay {
         operator: OperatorId,
@@ -99,6 +115,8 @@ impl CommandRejection {
             CommandRejection::Decode(_) => "decode",
             CommandRejection::UnknownOperator(_) => "unknown_operator",
             CommandRejection::BadSignature(_) => "bad_signature",
+            CommandRejection::OldVersion { .. } => "old_version",
+            CommandRejection::WrongCluster { .. } => "wrong_cluster",
             CommandRejection::Replay { .. } => "replay",
             CommandRejection::FromFuture { .. } => "from_future",
             CommandRejection::Expired { .. } => "expired",
@@ -110,11 +128,13 @@ impl CommandRejection {
     }
 
     /// Every label [`reason`](Self::reason) can return.
-    pub const REASONS: [&'static str; 11] = [
+    pub const REASONS: [&'static str; 13] = [
         "too_large",
         "decode",
         "unknown_operator",
         "bad_signature",
+        "old_version",
+        "wrong_cluster",
         "replay",
         "from_future",
         "expired",
@@ -137,6 +157,8 @@ pub enum OperatorListError {
 /// The configured operators and gates, and the last command accepted from each operator.
 #[derive(Clone, Debug)]
 pub struct OperatorBook {
+    /// This cluster: commands signed for another are refused.
+    cluster: ClusterId,
     operators: BTreeMap<OperatorId, VerifyingKey>,
     gates: BTreeMap<GateId, GateSpec>,
     config: OperatorBookConfig,
@@ -145,9 +167,10 @@ pub struct OperatorBook {
 }
 
 impl OperatorBook {
-    /// Distinct ids and keys (one key under two names would double an operator's authority
+    /// The book of cluster `cluster`. Distinct ids and keys (one key under two names would double an operator's authority
     /// in any future m-of-n rule and blur the audit trail).
     pub fn new(
+        cluster: ClusterId,
         operators: Vec<Operator>,
         gates: impl IntoIterator<Item = GateSpec>,
         config: OperatorBookConfig,
@@ -162,6 +185,7 @@ impl OperatorBook {
             }
         }
         Ok(Self {
+            cluster,
             operators: map,
             gates: gates.into_iter().map(|g| (g.id().clone(), g)).collect(),
             config,
@@ -224,6 +248,17 @@ impl OperatorBook {
         };
         if !signed.verifies_with(key) {
             return Err(CommandRejection::BadSignature(operator));
+        }
+        match &command.cluster {
+            None => return Err(CommandRejection::OldVersion { operator }),
+            Some(theirs) if *theirs != self.cluster => {
+                return Err(CommandRejection::WrongCluster {
+                    operator,
+                    theirs: Box::new(theirs.clone()),
+                    ours: Box::new(self.cluster.clone()),
+                })
+            }
+            Some(_) => {}
         }
         if let Some(&(last, last_digest)) = self.last.get(&operator) {
             if command.seq == last && digest(&signed) == last_digest {

@@ -1,13 +1,19 @@
-//! The canonical bytes of an [`OperatorCommand`] and its signed envelope, version 1.
+//! The canonical bytes of an [`OperatorCommand`] and its signed envelope.
 //!
 //! ```text
-//! command  = "QGO" version:u8(=1) operator:str8 gate:str8 seq:u64 issued_at:u64
-//!            valid_for_ms:u32 action note:str16
+//! command  = "QGO" version:u8 [cluster if version=2] operator:str8 gate:str8 seq:u64
+//!            issued_at:u64 valid_for_ms:u32 action note:str16
+//! cluster  = name:str16 members_sha256:[32]          (see crate::cluster)
 //! action   = 0 (freeze) | 1 (unfreeze) | 2 to:str8 (approve)
 //!          | 3 force:u8 desired (override; desired as in gate::desired)
 //!          | 4 duration_ms:u32 dry_run:u8 (drill) | 5 (drill abort)
 //! signed   = "QGX" version:u8(=1) command_len:u32 command signature:[64]
 //! ```
+//!
+//! Version 2 binds the command to one cluster; this build signs only version 2. Version 1
+//! (no cluster) still decodes, with `cluster: None`, so the audit logs of older releases
+//! replay at start-up and `quorumgate verify` checks them; the
+//! [`OperatorBook`](super::OperatorBook) refuses a version-1 command on receipt.
 //!
 //! Same rules as ballots: big-endian, one byte form per command (flags 0 or 1, no trailing
 //! bytes, valid tokens), decoding never panics and allocates at most the input's size.
@@ -15,6 +21,7 @@
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::{Action, OperatorCommand, MAX_NOTE_LEN};
+use crate::cluster::ClusterId;
 use crate::codec::{id, DecodeError, Reader, Writer, BALLOT_VERSION};
 use crate::gate::DesiredState;
 use crate::time::UnixMillis;
@@ -25,6 +32,10 @@ pub const OPERATOR_DOMAIN_TAG: &[u8] = b"quorumgate/operator/v1\0";
 pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
 
 const COMMAND_MAGIC: &[u8; 3] = b"QGO";
+/// The command version without a cluster identity (decoded, refused on receipt).
+pub const COMMAND_VERSION_1: u8 = 1;
+/// The command version this build signs: bound to a cluster.
+pub const COMMAND_VERSION: u8 = 2;
 const SIGNED_MAGIC: &[u8; 3] = b"QGX";
 
 /// The canonical bytes of `cmd`.
@@ -32,7 +43,14 @@ const SIGNED_MAGIC: &[u8; 3] = b"QGX";
 pub fn encode_command(cmd: &OperatorCommand) -> Vec<u8> {
     let mut w = Writer::with_capacity(128);
     w.bytes(COMMAND_MAGIC);
-    w.u8(BALLOT_VERSION);
+    match &cmd.cluster {
+        Some(cluster) => {
+            w.u8(COMMAND_VERSION);
+            w.str16(&cluster.name);
+            w.bytes(&cluster.members_sha256);
+        }
+        None => w.u8(COMMAND_VERSION_1),
+    }
     w.str8(cmd.operator.as_str());
     w.str8(cmd.gate.as_str());
     w.u64(cmd.seq);
@@ -67,7 +85,21 @@ pub fn encode_command(cmd: &OperatorCommand) -> Vec<u8> {
 /// Decodes canonical command bytes. Never panics; allocation is bounded by `bytes.len()`.
 pub fn decode_command(bytes: &[u8]) -> Result<OperatorCommand, DecodeError> {
     let mut r = Reader::new(bytes);
-    r.magic(COMMAND_MAGIC, "operator command")?;
+    if r.take(3)? != COMMAND_MAGIC {
+        return Err(DecodeError::BadMagic("operator command"));
+    }
+    let cluster = match r.u8()? {
+        COMMAND_VERSION_1 => None,
+        COMMAND_VERSION => {
+            let name = r.str16("cluster name")?.to_owned();
+            let members_sha256 = r.array()?;
+            Some(ClusterId {
+                name,
+                members_sha256,
+            })
+        }
+        v => return Err(DecodeError::UnsupportedVersion(v)),
+    };
     let operator = id(r.str8("operator")?, "operator")?;
     let gate = id(r.str8("gate")?, "gate")?;
     let seq = r.u64()?;
@@ -110,6 +142,7 @@ pub fn decode_command(bytes: &[u8]) -> Result<OperatorCommand, DecodeError> {
     }
     r.finish()?;
     Ok(OperatorCommand {
+        cluster,
         operator,
         gate,
         action,

@@ -5,6 +5,7 @@ use super::codec::{decode_command, encode_command};
 use super::*;
 use crate::ballot::{Ballot, ConfigDigest};
 use crate::book::{BallotBook, BookConfig};
+use crate::cluster::ClusterId;
 use crate::codec::Writer;
 use crate::gate::{GatePolicy, Mode, Target, WeightedTarget};
 use crate::ids::{AgentId, CheckId};
@@ -57,6 +58,13 @@ fn weighted() -> GateSpec {
     .unwrap()
 }
 
+fn prod() -> ClusterId {
+    ClusterId {
+        name: "prod".into(),
+        members_sha256: [7; 32],
+    }
+}
+
 fn book() -> OperatorBook {
     let operators = vec![
         Operator {
@@ -72,11 +80,12 @@ fn book() -> OperatorBook {
         max_clock_skew_ms: SKEW,
         max_valid_for_ms: 600_000,
     };
-    OperatorBook::new(operators, [pair(), weighted()], config).unwrap()
+    OperatorBook::new(prod(), operators, [pair(), weighted()], config).unwrap()
 }
 
 fn cmd(gate: &str, action: Action, seq: u64) -> OperatorCommand {
     OperatorCommand::new(
+        prod(),
         OperatorId::new("alice").unwrap(),
         GateId::new(gate).unwrap(),
         action,
@@ -182,8 +191,25 @@ fn every_rejection_reason() {
         desired: DesiredState::weighted([(t("a"), 0), (t("b"), 0)]),
         force: true,
     };
+    let for_cluster = |name: &str, members: u8| OperatorCommand {
+        cluster: Some(ClusterId {
+            name: name.into(),
+            members_sha256: [members; 32],
+        }),
+        ..cmd("app", Action::Freeze, 11)
+    };
+    let v1 = OperatorCommand {
+        cluster: None,
+        ..cmd("app", Action::Freeze, 11)
+    };
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![0; MAX_COMMAND_BYTES + 1], "too_large"),
+        (wire(&v1, &alice_key()), "old_version"),
+        (
+            wire(&for_cluster("staging", 7), &alice_key()),
+            "wrong_cluster",
+        ),
+        (wire(&for_cluster("prod", 8), &alice_key()), "wrong_cluster"),
         (b"QGX\x01garbage".to_vec(), "decode"),
         (wire(&stranger, &alice_key()), "unknown_operator"),
         (
@@ -434,6 +460,7 @@ fn ballots_and_commands_never_pass_as_each_other() {
     let config = BookConfig {
         max_ballot_bytes: 4096,
         max_clock_skew_ms: 0,
+        max_valid_for_ms: u64::from(u32::MAX),
         config_digest: ConfigDigest([0; 32]),
     };
     let mut ballots = BallotBook::new(Membership::new(vec![member]).unwrap(), config);
@@ -520,8 +547,61 @@ fn operator_lists_must_be_unique() {
         max_clock_skew_ms: 0,
         max_valid_for_ms: 1,
     };
-    let err = OperatorBook::new(vec![op("a", 1), op("a", 2)], [], config).unwrap_err();
+    let err = OperatorBook::new(prod(), vec![op("a", 1), op("a", 2)], [], config).unwrap_err();
     assert!(matches!(err, OperatorListError::DuplicateId(_)));
-    let err = OperatorBook::new(vec![op("a", 1), op("b", 1)], [], config).unwrap_err();
+    let err = OperatorBook::new(prod(), vec![op("a", 1), op("b", 1)], [], config).unwrap_err();
     assert!(matches!(err, OperatorListError::DuplicateKey(..)));
+}
+
+/// The refusals an operator meets after a config mix-up or an upgrade say what happened and
+/// what to do, naming both clusters.
+#[test]
+fn cluster_refusals_name_the_clusters_and_the_fix() {
+    let b = book();
+    let staging = OperatorCommand {
+        cluster: Some(ClusterId {
+            name: "staging".into(),
+            members_sha256: [3; 32],
+        }),
+        ..cmd("app", Action::Freeze, 1)
+    };
+    let err = b
+        .verify(NOW, &wire(&staging, &alice_key()), |_| Ok(()))
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "alice's command is for cluster \"staging\" (members 030303030303)",
+        "this agent is cluster \"prod\" (members 070707070707)",
+        "sign it again with this cluster's config",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    let v1 = OperatorCommand {
+        cluster: None,
+        ..cmd("app", Action::Freeze, 1)
+    };
+    let bytes = encode_command(&v1);
+    assert_eq!(&bytes[..4], b"QGO\x01", "no cluster: the version-1 layout");
+    assert_eq!(
+        decode_command(&bytes).unwrap(),
+        v1,
+        "version 1 still decodes"
+    );
+    let err = b
+        .verify(NOW, &wire(&v1, &alice_key()), |_| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("signed by an older quorumgate without a cluster identity")
+            && err.contains("sign it again with `quorumgate <command>`"),
+        "{err}"
+    );
+    let v2 = encode_command(&cmd("app", Action::Freeze, 1));
+    assert_eq!(&v2[..4], b"QGO\x02");
+    let mut v3 = v2.clone();
+    v3[3] = 3;
+    assert_eq!(
+        decode_command(&v3),
+        Err(crate::codec::DecodeError::UnsupportedVersion(3))
+    );
 }

@@ -32,6 +32,7 @@ pub fn book_config() -> BookConfig {
     BookConfig {
         max_ballot_bytes: MAX_BYTES,
         max_clock_skew_ms: SKEW_MS,
+        max_valid_for_ms: u64::from(VALID_MS),
         config_digest: DIGEST,
     }
 }

@@ -1110,6 +1110,7 @@ impl World {
         };
         self.op_seq += 1;
         let command = OperatorCommand::new(
+            quorum::ClusterId::new("sim", &CLUSTER.membership),
             OperatorId::new("oncall").unwrap(),
             GateId::new("app").unwrap(),
             action,

@@ -574,6 +574,7 @@ async fn a_drill_refuses_to_start_when_the_secondary_is_down_and_a_dry_run_write
     let key = quorumgate::keys::load_signing_key(&rig.operator_key).expect("alice's key");
     let now = quorumgate::clock::Clock::now(&quorumgate::clock::SystemClock::default());
     let cmd = OperatorCommand::new(
+        rig.cluster_id(),
         quorum::OperatorId::new("alice").expect("id"),
         quorum::GateId::new("app").expect("gate"),
         Action::Drill {

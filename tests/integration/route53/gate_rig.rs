@@ -156,6 +156,13 @@ impl GateRig {
             .map_or(0, |f| f.epoch)
     }
 
+    /// The cluster identity operator commands for this rig's agents must carry.
+    pub fn cluster_id(&self) -> quorum::ClusterId {
+        let cfg = config::Config::load(Some(&self.c.written.agents[0].config_path))
+            .expect("the rig's config loads");
+        quorum::ClusterId::new(&cfg.shared.cluster.name, &cfg.shared.membership)
+    }
+
     /// Runs an operator subcommand through the real binary, signed with alice's key.
     pub fn operator(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(exe())

@@ -305,8 +305,9 @@ async fn safety_rules_fail_open_approval_freeze_and_velocity() {
     rig.verify_audits();
 }
 
-/// Operator commands are authenticated: an unsigned, wrongly signed, unknown-operator or
-/// replayed command is refused by every agent, counted, and changes nothing.
+/// Operator commands are authenticated: an unsigned, wrongly signed, unknown-operator,
+/// replayed, older-format or other-cluster command is refused by every agent, counted, and
+/// changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_or_replayed_operator_commands_change_nothing() {
     use quorum::operator::{Action, OperatorCommand, SignedCommand};
@@ -347,21 +348,40 @@ async fn unauthenticated_or_replayed_operator_commands_change_nothing() {
     // Signed by a key that is not alice's; and by an operator nobody configured.
     let mallory = quorumgate::keys::generate().expect("key");
     let now = quorumgate::clock::Clock::now(&quorumgate::clock::SystemClock::default());
-    let forge = |operator: &str| {
-        let cmd = OperatorCommand::new(
+    let ours = rig.cluster_id();
+    let command = |operator: &str, cluster: Option<quorum::ClusterId>| OperatorCommand {
+        cluster,
+        ..OperatorCommand::new(
+            ours.clone(),
             quorum::OperatorId::new(operator).expect("id"),
             quorum::GateId::new("app").expect("gate"),
             Action::Freeze,
             now.0 + 1_000,
             now,
             60_000,
-        );
+        )
+    };
+    let forge = |operator: &str| {
+        let cmd = command(operator, Some(ours.clone()));
         SignedCommand::sign(&cmd, &mallory).expect("sign").to_wire()
+    };
+    // Alice's own key, but for another cluster (same gate name), or in the old format
+    // without a cluster identity.
+    let alice = quorumgate::keys::load_signing_key(&rig.operator_key).expect("alice's key");
+    let by_alice = |cluster: Option<quorum::ClusterId>| {
+        let cmd = command("alice", cluster);
+        SignedCommand::sign(&cmd, &alice).expect("sign").to_wire()
+    };
+    let staging = quorum::ClusterId {
+        name: "staging".to_owned(),
+        ..ours.clone()
     };
     for (body, reason) in [
         (forge("alice"), "bad_signature"),
         (forge("mallory"), "unknown_operator"),
         (b"not a command".to_vec(), "decode"),
+        (by_alice(Some(staging)), "wrong_cluster"),
+        (by_alice(None), "old_version"),
     ] {
         for i in 0..rig.c.len() {
             let (code, answer) = rig
@@ -376,7 +396,14 @@ async fn unauthenticated_or_replayed_operator_commands_change_nothing() {
     }
     for i in 0..rig.c.len() {
         let m = rig.c.metrics(i).await;
-        for reason in ["replay", "bad_signature", "unknown_operator", "decode"] {
+        for reason in [
+            "replay",
+            "bad_signature",
+            "unknown_operator",
+            "decode",
+            "wrong_cluster",
+            "old_version",
+        ] {
             assert_eq!(
                 metric(
                     &m,

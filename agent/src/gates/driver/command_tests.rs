@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use config::Config;
 use quorum::operator::{Action, OperatorCommand, SignedCommand};
-use quorum::{GateId, OperatorId, SigningKey, UnixMillis};
+use quorum::{ClusterId, GateId, OperatorId, SigningKey, UnixMillis};
 
 use super::{CommandError, CommandOutcome, DriverOptions, GateDriver};
 use crate::audit::{AuditLog, SharedAudit};
@@ -74,8 +74,9 @@ fn rig(cfg: &Config) -> Rig {
     }
 }
 
-fn freeze(now: UnixMillis) -> Vec<u8> {
+fn freeze(cfg: &Config, now: UnixMillis) -> Vec<u8> {
     let cmd = OperatorCommand::new(
+        ClusterId::new(&cfg.shared.cluster.name, &cfg.shared.membership),
         OperatorId::new("alice").unwrap(),
         GateId::new("app").unwrap(),
         Action::Freeze,
@@ -100,7 +101,7 @@ async fn a_command_that_could_not_be_audited_is_applied_when_resent() {
     let cfg = config("t", [1, 2, 3]);
     let rig = rig(&cfg);
     let now = SystemClock::default().now();
-    let wire = freeze(now);
+    let wire = freeze(&cfg, now);
 
     rig.audit.lock().unwrap().fail_writes_for_test();
     let err = rig
@@ -123,4 +124,35 @@ async fn a_command_that_could_not_be_audited_is_applied_when_resent() {
         rig.driver.handle_command(now, &wire).await.expect("again"),
         CommandOutcome::Duplicate
     );
+}
+
+/// A command signed for another cluster — another name, or the same name with another
+/// member list (a member re-keyed) — is refused, counted as `wrong_cluster`, names both
+/// clusters, and changes nothing: no audit record, no freeze, no seq used.
+#[tokio::test]
+async fn a_command_signed_for_another_cluster_is_refused_and_changes_nothing() {
+    let cfg = config("prod", [1, 2, 3]);
+    let rig = rig(&cfg);
+    let now = SystemClock::default().now();
+    for other in [config("staging", [1, 2, 3]), config("prod", [1, 2, 4])] {
+        let err = rig
+            .driver
+            .handle_command(now, &freeze(&other, now))
+            .await
+            .expect_err("another cluster's command");
+        assert_eq!(err.reason(), "wrong_cluster", "{err}");
+        let shown = err.to_string();
+        assert!(shown.contains("this agent is cluster \"prod\""), "{shown}");
+        assert_eq!(frozen_by(&rig, now), None);
+    }
+    let log = rig.audit.lock().unwrap().path().to_owned();
+    let records = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!records.contains("operator_command"), "{records}");
+    // This cluster's own command, same operator, same gate, same seq: applied.
+    let outcome = rig.driver.handle_command(now, &freeze(&cfg, now)).await;
+    assert!(
+        matches!(outcome, Ok(CommandOutcome::Applied { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(frozen_by(&rig, now).as_deref(), Some("alice"));
 }

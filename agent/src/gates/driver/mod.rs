@@ -223,6 +223,7 @@ impl GateDriver {
         options: DriverOptions,
     ) -> Result<Self, DriverError> {
         let operators = OperatorBook::new(
+            quorum::ClusterId::new(&cfg.shared.cluster.name, &cfg.shared.membership),
             cfg.shared
                 .operators
                 .iter()

@@ -291,6 +291,7 @@ fn nothing_acts_on_a_decision_that_could_not_be_persisted() {
 
 fn freeze(seq: u64) -> VerifiedCommand {
     let command = OperatorCommand::new(
+        crate::ClusterId::new("test", &membership()),
         op("oncall"),
         GateId::new("app").unwrap(),
         OpAction::Freeze,

@@ -201,6 +201,7 @@ fn inputs_from_engine_take_the_agreeing_certificate_and_the_largest_lag() {
     let config = BookConfig {
         max_ballot_bytes: 1 << 16,
         max_clock_skew_ms: 0,
+        max_valid_for_ms: u64::from(u32::MAX),
         config_digest: DIGEST,
     };
     let mut engine = Engine::new(
@@ -253,6 +254,7 @@ fn inputs_from_a_restored_engine_leave_undecided_checks_out() {
     let config = BookConfig {
         max_ballot_bytes: 1 << 16,
         max_clock_skew_ms: 0,
+        max_valid_for_ms: u64::from(u32::MAX),
         config_digest: DIGEST,
     };
     let restored = Start::Restored(Restored {
