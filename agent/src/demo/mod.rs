@@ -125,15 +125,16 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> std::io::Result<Self> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "quorumgate-demo-{}-{nanos:08x}",
-            std::process::id()
-        ));
-        std::fs::create_dir(&dir)?;
-        Ok(Self(dir))
+        let base = std::env::temp_dir();
+        let mut n = 0u32;
+        loop {
+            let dir = base.join(format!("quorumgate-demo-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(Self(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1_000 => n += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn keep(self) -> PathBuf {

@@ -209,7 +209,7 @@ pub(super) fn replayed(
                 return None;
             }
             let gate = command.gate.clone();
-            let command = VerifiedCommand { command, signed };
+            let command = Box::new(VerifiedCommand { command, signed });
             (gate, Replayed::Command { command, at })
         }
         "drill_end" => {

@@ -14,7 +14,7 @@ use crate::time::UnixMillis;
 pub enum Replayed {
     /// An audited operator command (drills already judged are left out by the caller).
     Command {
-        command: VerifiedCommand,
+        command: Box<VerifiedCommand>,
         at: UnixMillis,
     },
     DrillEnd {
@@ -47,7 +47,7 @@ impl Replayed {
     pub fn from_record(record: &AuditRecord, at: UnixMillis) -> Option<Self> {
         Some(match record {
             AuditRecord::OperatorCommand(command) => Replayed::Command {
-                command: command.clone(),
+                command: Box::new(command.clone()),
                 at,
             },
             AuditRecord::Write {
