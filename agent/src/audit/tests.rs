@@ -414,7 +414,7 @@ fn reads_since_a_time_through_the_index() {
         log.append(
             UnixMillis(at),
             "e",
-            json!({ "i": i, "pad": "x".repeat(100) }),
+            json!({ "i": i, "pad": "x".repeat(10) }),
         )
         .unwrap();
     }
@@ -431,14 +431,19 @@ fn reads_since_a_time_through_the_index() {
         n + files::list(&path).unwrap().len() as u64 - 1
     );
 
-    // Overwrite the first block of the oldest file with records far in the future: an
-    // indexed read for a recent `since` never looks there.
-    let oldest = &files::list(&path).unwrap()[0].1;
-    let text = std::fs::read_to_string(oldest).unwrap();
+    // Overwrite the first record of the current file (in its first index block; the
+    // records asked for are in a later one) with one far in the future: an indexed read
+    // never looks there.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.lines().count() > read::BLOCK_RECORDS as usize + 5,
+        "the current file has two blocks"
+    );
     let first = text.lines().next().unwrap();
-    let fake = first.replacen("\"at_ms\":1000", "\"at_ms\":9999", 1);
+    let at = serde_json::from_str::<Record>(first).unwrap().at_ms;
+    let fake = first.replacen(&format!("\"at_ms\":{at}"), "\"at_ms\":9999", 1);
     assert_eq!(fake.len(), first.len());
-    std::fs::write(oldest, text.replacen(first, &fake, 1)).unwrap();
+    std::fs::write(&path, text.replacen(first, &fake, 1)).unwrap();
     let (r, _) = read::read_since(&path, 1000 + n - 5, 100).unwrap();
     assert!(
         r.iter().all(|x| x.at_ms != 9999),
