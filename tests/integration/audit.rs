@@ -15,8 +15,8 @@ fn verify(c: &TestCluster, i: usize) -> (bool, String) {
         .arg(a.state_dir.join("audit.jsonl"))
         .output()
         .expect("run verify --audit");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
