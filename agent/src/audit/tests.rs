@@ -374,6 +374,19 @@ fn rotation_carries_the_chain_across_files() {
     let seqs: Vec<u64> = history.iter().map(|r| r.seq).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
 
+    // Cutting the head off the oldest file is not what rotation does.
+    let oldest = files::list(&path).unwrap()[0].1.clone();
+    let text = std::fs::read_to_string(&oldest).unwrap();
+    let (_, rest) = text.split_once('\n').unwrap();
+    std::fs::write(&oldest, rest).unwrap();
+    let err = verify_file(&path, &trust(&membership, &digest)).unwrap_err();
+    assert!(
+        err.to_string().contains("its beginning was cut off"),
+        "{err}"
+    );
+    std::fs::write(&oldest, &text).unwrap();
+    assert!(verify_file(&path, &trust(&membership, &digest)).is_ok());
+
     // A removed middle file breaks the chain.
     drop(log);
     std::fs::remove_file(files::numbered(&path, 1)).unwrap();

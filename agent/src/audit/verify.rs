@@ -69,6 +69,17 @@ pub fn verify_file(path: &Path, trust: &Trust<'_>) -> Result<Summary, AuditError
     let mut s = Summary::default();
     let mut failure = None;
     let walked = chain::walk_set(path, |_, r, _, _| {
+        if s.records == 0 && r.seq > 0 && r.event != super::log::CONTINUED {
+            // Only rotation drops the oldest records, and every rotated file begins with the
+            // record that continues the chain into it.
+            failure.get_or_insert(AuditError::Invalid {
+                seq: r.seq,
+                why: format!(
+                    "the log begins at seq {} with a {} record, not at seq 0 or an audit_continued record: its beginning was cut off",
+                    r.seq, r.event
+                ),
+            });
+        }
         if failure.is_none() {
             if let Err(e) = verify_record(r, trust, &mut s) {
                 failure = Some(e);
