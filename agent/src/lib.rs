@@ -17,6 +17,7 @@ pub mod audit;
 pub mod aws;
 pub mod bundle;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod decisions;
 pub mod demo;

@@ -102,11 +102,29 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
     let peer_tls = tls::client_config(local.peer_tls.ca_file.as_deref(), identity)?;
 
     let audit_path = local.state_dir.join("audit.jsonl");
-    let (mut audit, history) = AuditLog::open_with_history(&audit_path, local.agent_id.clone())?;
+    let options = audit::Options {
+        rotate_bytes: local.audit_rotate_bytes,
+        keep_files: local.audit_keep_files,
+        signer: Some(key.clone()),
+        now: clock.now(),
+        ..audit::Options::default()
+    };
+    let (mut audit, history) = AuditLog::open_with(&audit_path, local.agent_id.clone(), options)?;
+    // What the log held when this run began: a log cut back to an earlier checkpoint shows
+    // here (and in quorumgate_audit_checkpoint_seq) as a checkpoint older than expected.
+    let last_checkpoint = audit.last_checkpoint();
+    if let Some(seq) = last_checkpoint {
+        metrics::gauge!(crate::telemetry::AUDIT_CHECKPOINT_SEQ).set(seq as f64);
+    }
     audit.append(
         clock.now(),
         "started",
-        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "config_digest": cfg.digest.to_hex() }),
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config_digest": cfg.digest.to_hex(),
+            "after_checkpoint_seq": last_checkpoint,
+            "replayed_records": history.len(),
+        }),
     )?;
     let audit = Arc::new(Mutex::new(audit));
     // Restart safety: answer what the quorum last decided, or UNDECIDED — never `initial`
@@ -257,6 +275,10 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
                     g.on_round(now, &inputs, cfg.shared.membership.writer_rank(&cfg.local.agent_id, &live));
                 }
                 exchange.push_all(&wire);
+                if let Err(e) = audit::seal_shared(&audit, now) {
+                    metrics::counter!(crate::telemetry::AUDIT_ERRORS).increment(1);
+                    tracing::error!(error = %e, "audit checkpoint not written");
+                }
                 if !stale.is_empty() {
                     let ex = Arc::clone(&exchange);
                     tokio::spawn(async move { ex.pull(Some(&stale)).await });
@@ -268,6 +290,15 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     for s in servers {
         let _ = s.await;
+    }
+    // Seal the log: its last record is now a signed shutdown checkpoint.
+    let sealed = audit
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .seal_shutdown(clock.now());
+    if let Err(e) = sealed {
+        metrics::counter!(crate::telemetry::AUDIT_ERRORS).increment(1);
+        tracing::error!(error = %e, "audit log not sealed at shutdown");
     }
     Ok(())
 }

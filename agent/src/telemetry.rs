@@ -13,6 +13,8 @@ pub const ABSTAINING: &str = "quorumgate_abstaining";
 pub const PEER_PUSH: &str = "quorumgate_peer_push_total";
 pub const PEER_PULL: &str = "quorumgate_peer_pull_total";
 pub const AUDIT_ERRORS: &str = "quorumgate_audit_errors_total";
+/// Seq of the last signed checkpoint in this agent's audit log.
+pub const AUDIT_CHECKPOINT_SEQ: &str = "quorumgate_audit_checkpoint_seq";
 pub const DECISIONS_WRITE_ERRORS: &str = "quorumgate_decisions_write_errors_total";
 pub const BUILD_INFO: &str = "quorumgate_build_info";
 pub const GATE_CHANGES: &str = "quorumgate_gate_changes_total";
@@ -113,6 +115,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "Ballot catch-up pulls from peers, by peer and result"
     );
     metrics::describe_counter!(AUDIT_ERRORS, "Audit records that could not be persisted");
+    metrics::describe_gauge!(
+        AUDIT_CHECKPOINT_SEQ,
+        "Seq of the last signed checkpoint in this agent's audit log"
+    );
     metrics::describe_counter!(
         DECISIONS_WRITE_ERRORS,
         "Failed writes of the decisions file (restart safety); retried after the next round"

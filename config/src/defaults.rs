@@ -42,6 +42,10 @@ pub(crate) const STATE_DIR: &str = "/var/lib/quorumgate";
 pub(crate) const KEY_FILE_NAME: &str = "agent.key";
 pub(crate) const LOG_LEVEL: &str = "info";
 pub(crate) const PROBE_CONCURRENCY: u64 = 64;
+/// `local.audit_rotate_bytes`: 64 MiB.
+pub(crate) const AUDIT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
+/// `local.audit_keep_files`.
+pub(crate) const AUDIT_KEEP_FILES: u64 = 8;
 pub(crate) const CONTROL_FAILURES_TO_ABSTAIN: u64 = 1;
 pub(crate) const CONTROL_TIMEOUT: &str = "2s";
 
@@ -59,6 +63,11 @@ pub(crate) const MAX_BALLOT_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 pub(crate) const MAX_BODY_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 /// Upper bound of `local.probe_concurrency`.
 pub(crate) const PROBE_CONCURRENCY_LIMIT: u64 = 65_536;
+/// Bounds of `local.audit_rotate_bytes`: 64 KiB to 1 TiB.
+pub(crate) const AUDIT_ROTATE_BYTES_MIN: u64 = 64 * 1024;
+pub(crate) const AUDIT_ROTATE_BYTES_MAX: u64 = 1 << 40;
+/// Upper bound of `local.audit_keep_files`.
+pub(crate) const AUDIT_KEEP_FILES_LIMIT: u64 = 1000;
 /// Upper bound of `cluster.operator_max_valid_for` (24 h).
 pub(crate) const OPERATOR_MAX_VALID_FOR_LIMIT_MS: u64 = 24 * 3_600_000;
 /// Upper bound of a gate's `ttl`: Route 53's (2^31 - 1 seconds).

@@ -121,6 +121,10 @@ pub struct LocalConfig {
     pub probe_concurrency: usize,
     /// `None`: derive the jitter seed from the agent id.
     pub jitter_seed: Option<u64>,
+    /// The audit log rotates before an append would grow `audit.jsonl` past this size.
+    pub audit_rotate_bytes: u64,
+    /// Rotated audit files kept (`audit.jsonl.1` … `.N`); older ones are deleted. ≥ 1.
+    pub audit_keep_files: u64,
     /// Consecutive failed control rounds after which this agent votes Abstain instead of
     /// Unhealthy. ≥ 1.
     pub control_failures_to_abstain: u32,

@@ -371,6 +371,8 @@ pub(crate) struct RawLocal {
     pub log_level: Option<String>,
     pub probe_concurrency: Option<u64>,
     pub jitter_seed: Option<u64>,
+    pub audit_rotate_bytes: Option<u64>,
+    pub audit_keep_files: Option<u64>,
     pub control_failures_to_abstain: Option<u64>,
     pub tls: Option<RawServerTls>,
     pub health_listen: Option<String>,

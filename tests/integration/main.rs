@@ -5,6 +5,7 @@
 
 mod support;
 
+mod audit;
 mod ballots;
 mod cli;
 mod cluster;

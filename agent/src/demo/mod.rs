@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use crate::cli::fetch_status;
+use crate::client::fetch_status;
 use crate::status::Status;
 use crate::target_app::TargetApp;
 use crate::{devcluster, net, tls};

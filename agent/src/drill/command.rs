@@ -34,7 +34,7 @@ use super::report::{self, DnsReport, Report};
 use super::timeline::{self, AgentTimeline};
 use super::{agent, render, LOOKBACK_MS};
 use crate::audit::Record;
-use crate::cli::fetch_status;
+use crate::client::fetch_status;
 use crate::clock::{SharedClock, SystemClock};
 use crate::operator_cli::{self, OperatorArgs};
 use crate::route53::{SdkOptions, SdkRoute53};

@@ -1,44 +1,8 @@
-//! Reading recent audit records while the agent keeps appending to the log.
-//!
-//! Unlike [`crate::audit::read_records`] (start-up replay, which checks the hash chain and
-//! refuses a torn line), this serves `GET /v1/audit` and a drill's verdict while appends go
-//! on: a last line without its newline is still being written and is left out, and the chain
-//! is not re-checked (`quorumgate verify --audit` does that).
+//! Reading recent audit records while the agent keeps appending to the log: `GET /v1/audit`
+//! and a drill's verdict. See [`crate::audit::read`]: through the open log's sparse index,
+//! from the first record at or after `since`, complete lines only, across rotated files.
 
-use std::path::Path;
-
-use crate::audit::Record;
-
-/// Records with `at_ms >= since_ms`, oldest first, at most `limit`; and whether more matched.
-pub fn read_since(
-    path: &Path,
-    since_ms: u64,
-    limit: usize,
-) -> std::io::Result<(Vec<Record>, bool)> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
-        Err(e) => return Err(e),
-    };
-    let complete = match bytes.iter().rposition(|b| *b == b'\n') {
-        Some(end) => &bytes[..end],
-        None => &[][..],
-    };
-    let mut out = Vec::new();
-    for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(record) = serde_json::from_slice::<Record>(line) else {
-            continue;
-        };
-        if record.at_ms < since_ms {
-            continue;
-        }
-        if out.len() == limit {
-            return Ok((out, true));
-        }
-        out.push(record);
-    }
-    Ok((out, false))
-}
+pub use crate::audit::read::read_since;
 
 #[cfg(test)]
 mod tests {

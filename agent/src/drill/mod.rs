@@ -29,6 +29,7 @@
 pub mod agent;
 pub mod board;
 pub mod command;
+mod criteria;
 pub mod log;
 pub mod observe;
 pub mod preflight;

@@ -126,6 +126,8 @@ const CASES: &[Case] = &[
     (&[Set("local.log_level", r#""info,quorumgate=loud""#)], "local.log_level", "not a log filter"),
     (&[Set("local.probe_concurrency", "0")], "local.probe_concurrency", "between 1 and"),
     (&[Set("local.probe_concurrency", "65537")], "local.probe_concurrency", "between 1 and 65536"),
+    (&[Set("local.audit_rotate_bytes", "1000")], "local.audit_rotate_bytes", "between 65536 and"),
+    (&[Set("local.audit_keep_files", "0")], "local.audit_keep_files", "between 1 and 1000"),
     (&[Set("local.jitter_seed", r#""x""#)], "local.jitter_seed", "expected a non-negative integer"),
     (&[Set("local.control_failures_to_abstain", "0")], "local.control_failures_to_abstain", "between 1 and"),
     (&[Del("local.tls.cert_file")], "local.tls.cert_file", "required"),
@@ -312,6 +314,7 @@ fn defaults_fill_what_is_unset() {
         ),
         (1, None, 2000)
     );
+    assert_eq!((l.audit_rotate_bytes, l.audit_keep_files), (64 << 20, 8));
 }
 
 #[test]

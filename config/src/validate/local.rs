@@ -127,6 +127,41 @@ pub(super) fn local(
     })
     .and_then(|n| usize::try_from(n).ok());
 
+    let rotate_path = path.key("audit_rotate_bytes");
+    let audit_rotate_bytes = or_default(
+        raw.audit_rotate_bytes.as_ref(),
+        defaults::AUDIT_ROTATE_BYTES,
+        &rotate_path,
+        report,
+    )
+    .and_then(|n| {
+        in_range(
+            n,
+            defaults::AUDIT_ROTATE_BYTES_MIN,
+            defaults::AUDIT_ROTATE_BYTES_MAX,
+            &rotate_path,
+            report,
+            "e.g. 67108864 (64 MiB)",
+        )
+    });
+    let keep_path = path.key("audit_keep_files");
+    let audit_keep_files = or_default(
+        raw.audit_keep_files.as_ref(),
+        defaults::AUDIT_KEEP_FILES,
+        &keep_path,
+        report,
+    )
+    .and_then(|n| {
+        in_range(
+            n,
+            1,
+            defaults::AUDIT_KEEP_FILES_LIMIT,
+            &keep_path,
+            report,
+            "e.g. 8 (audit.jsonl.1 to .8 are kept)",
+        )
+    });
+
     let abstain_path = path.key("control_failures_to_abstain");
     let abstain = or_default(
         raw.control_failures_to_abstain.as_ref(),
@@ -171,6 +206,8 @@ pub(super) fn local(
         log_level: log_level?,
         probe_concurrency: probe_concurrency?,
         jitter_seed: raw.jitter_seed,
+        audit_rotate_bytes: audit_rotate_bytes?,
+        audit_keep_files: audit_keep_files?,
         control_failures_to_abstain: abstain?,
         tls: tls?,
         health_listener: health_listener?,
