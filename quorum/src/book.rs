@@ -3,7 +3,8 @@
 //! [`BallotBook::handle_ballot`] is the only way a ballot gets counted. It checks, in order:
 //! size, decoding, known agent, signature, config digest, sequence (replay), clock skew
 //! (from the future) and expiry. Each failure is a distinct [`Rejection`] with a stable
-//! metric label from [`Rejection::reason`].
+//! metric label from [`Rejection::reason`]. The stateless checks (up to the digest) also run
+//! on their own, outside whatever guards the book (`receipt.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,9 @@ use crate::ids::AgentId;
 use crate::membership::Membership;
 use crate::signed::SignedBallot;
 use crate::time::UnixMillis;
+
+mod receipt;
+pub use receipt::{Prechecked, Receipt};
 
 /// Hard ceiling on a signed ballot's wire size, whatever the configuration says.
 pub const MAX_BALLOT_BYTES: usize = 16 * 1024 * 1024;
@@ -143,58 +147,6 @@ impl BallotBook {
         }
         let signed = SignedBallot::from_wire(wire)?;
         self.handle_signed(now, signed)
-    }
-
-    /// As [`handle_ballot`](Self::handle_ballot), for an already-parsed envelope.
-    pub fn handle_signed(
-        &mut self,
-        now: UnixMillis,
-        signed: SignedBallot,
-    ) -> Result<Accepted, Rejection> {
-        let ballot = signed.decode_unverified()?;
-        let agent = ballot.agent().clone();
-        let Some(member) = self.membership.get(&agent) else {
-            return Err(Rejection::UnknownAgent(agent));
-        };
-        let held = self.latest.get(&agent);
-        if held.is_some_and(|h| h.signed == signed) {
-            return Ok(Accepted::Duplicate);
-        }
-        if signed.verify_signature(&member.key).is_err() {
-            return Err(Rejection::BadSignature(agent));
-        }
-        if *ballot.config_digest() != self.config.config_digest {
-            return Err(Rejection::ConfigDrift {
-                agent,
-                theirs: *ballot.config_digest(),
-            });
-        }
-        if let Some(h) = held {
-            let last = h.ballot.seq();
-            if ballot.seq() == last {
-                return Err(Rejection::Equivocation { agent, seq: last });
-            }
-            if ballot.seq() < last {
-                return Err(Rejection::Replay {
-                    agent,
-                    seq: ballot.seq(),
-                    last,
-                });
-            }
-        }
-        let ahead_ms = ballot.issued_at().since(now);
-        if ahead_ms > self.config.max_clock_skew_ms {
-            return Err(Rejection::FromFuture { agent, ahead_ms });
-        }
-        if now > ballot.expires_at() {
-            return Err(Rejection::Expired {
-                agent,
-                age_ms: now.since(ballot.expires_at()),
-            });
-        }
-        let verified = Arc::new(VerifiedBallot { signed, ballot });
-        self.latest.insert(agent, Arc::clone(&verified));
-        Ok(Accepted::New(verified))
     }
 
     /// The latest accepted ballot of `agent`, live or not.
