@@ -29,6 +29,7 @@ pub mod filecheck;
 pub mod fuzzing;
 pub mod gates;
 pub mod init;
+pub mod intake;
 pub mod keys;
 pub mod local_resource;
 pub mod net;
