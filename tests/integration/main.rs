@@ -6,11 +6,13 @@
 mod support;
 
 mod ballots;
+mod body_budget;
 mod cli;
 mod cluster;
 mod container;
 mod db;
 mod deploy;
+mod disk_stall;
 mod exposition;
 mod flood;
 mod load;
