@@ -96,3 +96,49 @@ async fn a_forged_ballot_is_refused_without_the_node_lock() {
     let status = node.lock().expect("node lock").status(NOW);
     assert_eq!(status.rejected.get("bad_signature"), Some(&1));
 }
+
+/// A chunked body is charged as its chunks arrive: one that outgrows the budget is refused
+/// with 503 and `Retry-After`, and its bytes go back to the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_beyond_the_budget_is_refused_and_released() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use hyper_util::rt::TokioIo;
+    use quorum::fuzzing::NOW;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::body::BodyBudget;
+    use super::{serve_connection, ServerCtx, Surface};
+    use crate::clock::SystemClock;
+    use crate::fuzzing::{cluster_config, MAX_BODY_BYTES};
+    use crate::node::Node;
+
+    let node = Node::new(Arc::new(cluster_config()), NOW);
+    let intake = node.intake();
+    let budget = BodyBudget::new(1_000);
+    let ctx = Arc::new(ServerCtx {
+        node: Arc::new(Mutex::new(node)),
+        clock: Arc::new(SystemClock::default()),
+        metrics: None,
+        max_body_bytes: MAX_BODY_BYTES,
+        liveness_ms: 60_000,
+        gates: None,
+        intake,
+        bodies: Arc::clone(&budget),
+    });
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(serve_connection(TokioIo::new(server), Surface::Full, ctx));
+    let chunk = format!("{:x}\r\n{}\r\n", 600, "x".repeat(600));
+    let request = format!(
+        "POST /v1/ballots HTTP/1.1\r\nhost: a0\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{chunk}{chunk}0\r\n\r\n"
+    );
+    client.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), client.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "no answer");
+    let out = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(out.starts_with("http/1.1 503"), "{out}");
+    assert!(out.contains("retry-after: 1"), "{out}");
+    assert_eq!(budget.held(), 0, "the refused body's bytes are back");
+}
