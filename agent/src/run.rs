@@ -140,7 +140,7 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         liveness_ms: 5 * cfg.shared.cluster.round_interval_ms + 5_000,
         gates: gates.clone(),
         intake,
-        bodies: server::body::BodyBudget::new(server::body::DEFAULT_BUDGET_BYTES),
+        bodies: server::body::BodyBudget::new(cfg.local.http_body_budget_bytes),
     });
     let addr = listener.local_addr()?;
     // Before any connection: the listeners' caps leave the descriptors the probes need.

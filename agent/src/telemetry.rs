@@ -123,7 +123,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_gauge!(
         HTTP_BODY_BYTES,
         "Request body bytes the HTTP server holds (or has reserved) across all connections, \
-         against the server's budget (64 MiB)"
+         against local.http_body_budget_bytes"
     );
     metrics::describe_counter!(
         DECISIONS_WRITE_ERRORS,

@@ -42,6 +42,7 @@ pub(crate) const STATE_DIR: &str = "/var/lib/quorumgate";
 pub(crate) const KEY_FILE_NAME: &str = "agent.key";
 pub(crate) const LOG_LEVEL: &str = "info";
 pub(crate) const PROBE_CONCURRENCY: u64 = 64;
+pub(crate) const HTTP_BODY_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) const CONTROL_FAILURES_TO_ABSTAIN: u64 = 1;
 pub(crate) const CONTROL_TIMEOUT: &str = "2s";
 
@@ -57,6 +58,10 @@ pub(crate) const ROUTE53_INSYNC_TIMEOUT: &str = "2m";
 pub(crate) const MAX_BALLOT_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 /// Upper bound of `http.max_body_bytes`.
 pub(crate) const MAX_BODY_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
+/// Bounds of `local.http_body_budget_bytes`: at least one ballot of the largest size any
+/// cluster may allow, at most 4 GiB.
+pub(crate) const HTTP_BODY_BUDGET_MIN: u64 = MAX_BALLOT_BYTES_LIMIT;
+pub(crate) const HTTP_BODY_BUDGET_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
 /// Upper bound of `local.probe_concurrency`.
 pub(crate) const PROBE_CONCURRENCY_LIMIT: u64 = 65_536;
 /// Upper bound of `cluster.operator_max_valid_for` (24 h).

@@ -20,7 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{count_rejected, text, Body as RespBody, Surface};
 use crate::telemetry as t;
 
-/// Default of the budget: request body bytes held at once across all connections.
+/// The budget of a server without a config (the fuzz harness, tests); agents use
+/// `local.http_body_budget_bytes`, whose default is the same.
 pub const DEFAULT_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 /// How long a client told 503 for lack of budget should wait before retrying.
 const RETRY_AFTER_SECS: &str = "1";
