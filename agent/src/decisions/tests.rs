@@ -90,7 +90,7 @@ fn answer(node: &Node) -> (Option<State>, Basis) {
     (h.decision, h.basis)
 }
 
-/// The file as the writer thread left it once idle.
+/// The file as the journal thread left it once idle.
 fn on_disk(node: &Node, dir: &Path) -> serde_json::Value {
     assert!(
         node.wait_decisions_written(Duration::from_secs(10)),
