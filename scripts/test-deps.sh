@@ -6,6 +6,7 @@
 #   - promtool (Debian's prometheus package) and PyYAML (python3-yaml), with which the tests
 #     check deploy/: the Prometheus rules and their unit tests, the Kubernetes manifests.
 #   - wrk, the load generator of tests/integration/load.rs and benches/load/.
+#   - fuse-overlayfs and fuse3 (fusermount3): the disk-stall test's stallable state dir.
 #   - iproute2 and libfaketime for the chaos suite (network namespaces, a skewed clock).
 #   - podman with runc, catatonit (pods' infra image), mmdebstrap, acl (setfacl) and cargo-deb
 #     for the podman tests (tests/integration/podman): Debian 12 containers booting systemd, the
@@ -63,6 +64,13 @@ fi
 if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   echo "installing libfaketime (for the chaos suite's clock-skew scenario)"
   apt_install faketime
+fi
+
+# The disk-stall test (tests/integration/disk_stall.rs) and bench put a state dir on
+# fuse-overlayfs and stall it with SIGSTOP; it needs /dev/fuse (a kernel with FUSE) and root.
+if ! command -v fuse-overlayfs >/dev/null 2>&1 || ! command -v fusermount3 >/dev/null 2>&1; then
+  echo "installing fuse-overlayfs and fuse3 (for the disk-stall test)"
+  apt_install fuse-overlayfs fuse3
 fi
 
 if ! command -v wrk >/dev/null 2>&1; then

@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::bundle;
 use crate::clock::SharedClock;
+use crate::intake::Intake;
 use crate::net;
 use crate::node::Node;
 use crate::telemetry as t;
@@ -67,6 +68,8 @@ impl Peer {
 pub struct Exchange {
     peers: Vec<Arc<Peer>>,
     node: Arc<Mutex<Node>>,
+    /// Pulled ballots are checked with it before the node lock is taken.
+    intake: Intake,
     clock: SharedClock,
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
@@ -81,7 +84,7 @@ impl Exchange {
         clock: SharedClock,
         tls: Arc<rustls::ClientConfig>,
     ) -> anyhow::Result<Self> {
-        let (peers, timeout, max_bytes, me) = {
+        let (peers, timeout, max_bytes, me, intake) = {
             let n = node
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -108,12 +111,14 @@ impl Exchange {
                 Duration::from_millis(c.peer_timeout_ms),
                 max_bytes,
                 me,
+                n.intake(),
             )
         };
         let agent_header = HeaderValue::from_str(me.as_str())?;
         Ok(Self {
             peers,
             node,
+            intake,
             clock,
             tls,
             timeout,
@@ -261,15 +266,20 @@ impl Exchange {
             self.max_bytes
         );
         let items = bundle::decode(&resp.body)?;
-        let now = self.clock.now();
         let source = format!("pull:{}", peer.id);
+        // Decoding and signatures before the lock; rejections are counted by the intake.
+        let checked: Vec<_> = items
+            .iter()
+            .filter_map(|wire| self.intake.precheck(wire, &source).ok())
+            .collect();
+        let now = self.clock.now();
         let mut node = self
             .node
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for wire in &items {
-            // Rejections are counted by the node; a stale copy of our own ballot is normal.
-            let _ = node.receive(now, wire, &source);
+        for pre in checked {
+            // A stale copy of our own ballot is normal.
+            let _ = node.admit(now, pre, &source);
         }
         Ok(items.len())
     }

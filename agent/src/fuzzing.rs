@@ -216,7 +216,9 @@ impl HttpHarness {
     /// Fuzz target `http`: `input` is a client's byte stream on one connection.
     pub fn run(&self, input: &[u8]) -> HttpRun {
         let clock: SharedClock = Arc::new(Stopped);
-        let node = Arc::new(Mutex::new(Node::new(Arc::clone(&self.cfg), NOW)));
+        let node = Node::new(Arc::clone(&self.cfg), NOW);
+        let intake = node.intake();
+        let node = Arc::new(Mutex::new(node));
         let ctx = Arc::new(ServerCtx {
             node: Arc::clone(&node),
             clock,
@@ -224,6 +226,8 @@ impl HttpHarness {
             max_body_bytes: MAX_BODY_BYTES,
             liveness_ms: 60_000,
             gates: None,
+            intake,
+            bodies: server::body::BodyBudget::new(server::body::DEFAULT_BUDGET_BYTES),
         });
         let io = Pipe::new(input);
         let output = Arc::clone(&io.output);

@@ -31,6 +31,7 @@ pub mod filecheck;
 pub mod fuzzing;
 pub mod gates;
 pub mod init;
+pub mod intake;
 pub mod keys;
 pub mod local_resource;
 pub mod net;

@@ -147,6 +147,7 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         g.replay(&history);
         node.set_drill_board(g.drill_board());
     }
+    let intake = node.intake();
     let node = Arc::new(Mutex::new(node));
     let round = Duration::from_millis(cfg.shared.cluster.round_interval_ms);
     let ctx = Arc::new(ServerCtx {
@@ -156,6 +157,8 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
         max_body_bytes: cfg.shared.cluster.max_ballot_bytes,
         liveness_ms: 5 * cfg.shared.cluster.round_interval_ms + 5_000,
         gates: gates.clone(),
+        intake,
+        bodies: server::body::BodyBudget::new(cfg.local.http_body_budget_bytes),
     });
     let addr = listener.local_addr()?;
     // Before any connection: the listeners' caps leave the descriptors the probes need.

@@ -9,6 +9,7 @@
 //! `quorumgate_http_rejected_total{listener, reason}`.
 
 mod admission;
+pub mod body;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,9 +31,11 @@ use tokio_util::sync::CancellationToken;
 use crate::bundle;
 use crate::clock::SharedClock;
 use crate::gates::{CommandOutcome, GateDriver};
+use crate::intake::Intake;
 use crate::node::Node;
 use crate::telemetry as t;
 use admission::Admission;
+use body::{BodyBudget, BodyError};
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -154,6 +157,10 @@ pub struct ServerCtx {
     pub liveness_ms: u64,
     /// Control-plane gates and operator commands; `None` when no gate is configured.
     pub gates: Option<Arc<GateDriver>>,
+    /// Checks received ballots before the node lock is taken (see [`crate::intake`]).
+    pub intake: Intake,
+    /// Request body bytes held at once, across every listener and connection.
+    pub bodies: Arc<BodyBudget>,
 }
 
 type Body = Full<Bytes>;
@@ -404,58 +411,15 @@ fn health(ctx: &ServerCtx, check: &str) -> Response<Body> {
     }
 }
 
-/// Why a request body was not read.
-enum BodyError {
-    /// Over the limit (declared or actual); the detail says which.
-    TooLarge(String),
-    Other(Response<Body>),
-}
-
-/// Reads a request body of at most `limit` bytes within [`BODY_READ_TIMEOUT`].
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, BodyError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|n| *n > limit as u64) {
-        // Only the full listener takes request bodies.
-        count_rejected(Surface::Full, "too_large");
-        return Err(BodyError::TooLarge(format!(
-            "declared {n} bytes, limit {limit}"
-        )));
-    }
-    let body = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        Limited::new(req.into_body(), limit).collect(),
-    )
-    .await;
-    match body {
-        Ok(Ok(b)) => Ok(b.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            count_rejected(Surface::Full, "too_large");
-            Err(BodyError::TooLarge(format!("body over {limit} bytes")))
-        }
-        Ok(Err(e)) => Err(BodyError::Other(text(
-            StatusCode::BAD_REQUEST,
-            format!("body read failed: {e}\n"),
-        ))),
-        Err(_) => {
-            count_rejected(Surface::Full, "body_timeout");
-            Err(BodyError::Other(text(
-                StatusCode::REQUEST_TIMEOUT,
-                "body read timed out\n".to_owned(),
-            )))
-        }
-    }
-}
-
 fn too_large(limit: usize) -> Response<Body> {
     text(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("rejected: too_large: limit {limit} bytes\n"),
     )
 }
+
+/// Bodies from this size up are checked on the blocking pool, not on a runtime worker.
+const BLOCKING_CHECK_BYTES: usize = 64 * 1024;
 
 async fn post_ballot(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> {
     let limit = ctx.max_body_bytes;
@@ -465,16 +429,37 @@ async fn post_ballot(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body> 
         .extensions()
         .get::<RemoteAddr>()
         .map_or_else(|| "push".to_owned(), |a| a.0.to_string());
-    let bytes = match read_body(req, limit).await {
+    let body = match body::read(req, limit, &ctx.bodies, BODY_READ_TIMEOUT).await {
         Ok(b) => b,
         Err(BodyError::TooLarge(detail)) => {
-            lock(ctx).reject_transport("too_large", format!("{detail} (from {source})"));
+            ctx.intake
+                .reject_transport("too_large", &format!("{detail} (from {source})"));
             return too_large(limit);
         }
         Err(BodyError::Other(resp)) => return resp,
     };
-    let now = ctx.clock.now();
-    let result = lock(ctx).receive_peer(now, &bytes, &source);
+    // Decoding and the signature check need no lock: only the book's insert does.
+    let checked = if body.bytes.len() >= BLOCKING_CHECK_BYTES {
+        let intake = ctx.intake.clone();
+        let (bytes, src) = (body.bytes.clone(), source.clone());
+        match tokio::task::spawn_blocking(move || intake.precheck(&bytes, &src)).await {
+            Ok(r) => r,
+            Err(e) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("ballot check failed: {e}\n"),
+                )
+            }
+        }
+    } else {
+        ctx.intake.precheck(&body.bytes, &source)
+    };
+    let result = match checked {
+        Ok(pre) => lock(ctx).receive_peer(ctx.clock.now(), pre, &source),
+        Err(r) => Err(r),
+    };
+    // The body's share of the budget is released once the ballot is counted.
+    drop(body);
     match result {
         Ok(Accepted::New(_)) => text(StatusCode::ACCEPTED, "accepted\n".to_owned()),
         Ok(Accepted::Duplicate) => text(StatusCode::OK, "duplicate\n".to_owned()),
@@ -495,7 +480,7 @@ async fn post_operator(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body
         );
     };
     let limit = quorum::operator::MAX_COMMAND_BYTES;
-    let bytes = match read_body(req, limit).await {
+    let body = match body::read(req, limit, &ctx.bodies, BODY_READ_TIMEOUT).await {
         Ok(b) => b,
         Err(BodyError::TooLarge(detail)) => {
             metrics::counter!(crate::telemetry::OPERATOR_COMMANDS, "result" => "too_large")
@@ -505,7 +490,7 @@ async fn post_operator(ctx: &ServerCtx, req: Request<Incoming>) -> Response<Body
         }
         Err(BodyError::Other(resp)) => return resp,
     };
-    match gates.handle_command(ctx.clock.now(), &bytes).await {
+    match gates.handle_command(ctx.clock.now(), &body.bytes).await {
         Ok(CommandOutcome::Applied { gate, action }) => {
             text(StatusCode::OK, format!("applied: {action} {gate}\n"))
         }

@@ -38,6 +38,8 @@ pub const ABSTAIN_REASONS: [&str; 6] = [
 ];
 pub const HTTP_MAX_CONNECTIONS: &str = "quorumgate_http_max_connections";
 pub const PROBE_OVERRUNS: &str = "quorumgate_probe_overruns_total";
+pub const PERSIST_PENDING: &str = "quorumgate_persist_pending";
+pub const HTTP_BODY_BYTES: &str = "quorumgate_http_body_bytes_reserved";
 
 /// Installs the Prometheus recorder for this process and describes our metrics.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -75,7 +77,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "Connections and requests cut off by the HTTP server's limits, by listener (full, \
          health) and reason (connection_limit, heavy_source, shed_idle, accept_no_fd, \
          accept_error, header_timeout, header_too_large, tls_timeout, body_timeout, too_large, \
-         lifetime)"
+         body_budget, lifetime)"
     );
     metrics::describe_gauge!(
         HTTP_MAX_CONNECTIONS,
@@ -118,6 +120,16 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_gauge!(
         AUDIT_CHECKPOINT_SEQ,
         "Seq of the last signed checkpoint in this agent's audit log"
+    );
+    metrics::describe_gauge!(
+        PERSIST_PENDING,
+        "Decision changes (audit records, decisions file) handed to the journal and not yet \
+         on disk; a changed answer is served only once its record is written"
+    );
+    metrics::describe_gauge!(
+        HTTP_BODY_BYTES,
+        "Request body bytes the HTTP server holds (or has reserved) across all connections, \
+         against local.http_body_budget_bytes"
     );
     metrics::describe_counter!(
         DECISIONS_WRITE_ERRORS,
@@ -170,6 +182,10 @@ pub fn init_counters(cfg: &config::Config) {
     for name in [ROUNDS, AUDIT_ERRORS, DECISIONS_WRITE_ERRORS, EARLY_BALLOTS] {
         metrics::counter!(name).increment(0);
     }
+    // Request bodies turned away because the bodies in flight fill the byte budget.
+    metrics::counter!(HTTP_REJECTED, "listener" => "full", "reason" => "body_budget").increment(0);
+    metrics::gauge!(HTTP_BODY_BYTES).set(0.0);
+    metrics::gauge!(PERSIST_PENDING).set(0.0);
     // The push alert compares the `ok` rate with the total: `ok` must exist for a peer never
     // reached since start.
     for m in cfg

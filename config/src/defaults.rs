@@ -46,6 +46,7 @@ pub(crate) const PROBE_CONCURRENCY: u64 = 64;
 pub(crate) const AUDIT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 /// `local.audit_keep_files`.
 pub(crate) const AUDIT_KEEP_FILES: u64 = 8;
+pub(crate) const HTTP_BODY_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) const CONTROL_FAILURES_TO_ABSTAIN: u64 = 1;
 pub(crate) const CONTROL_TIMEOUT: &str = "2s";
 
@@ -61,6 +62,10 @@ pub(crate) const ROUTE53_INSYNC_TIMEOUT: &str = "2m";
 pub(crate) const MAX_BALLOT_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 /// Upper bound of `http.max_body_bytes`.
 pub(crate) const MAX_BODY_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
+/// Bounds of `local.http_body_budget_bytes`: at least one ballot of the largest size any
+/// cluster may allow, at most 4 GiB.
+pub(crate) const HTTP_BODY_BUDGET_MIN: u64 = MAX_BALLOT_BYTES_LIMIT;
+pub(crate) const HTTP_BODY_BUDGET_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
 /// Upper bound of `local.probe_concurrency`.
 pub(crate) const PROBE_CONCURRENCY_LIMIT: u64 = 65_536;
 /// Bounds of `local.audit_rotate_bytes`: 64 KiB to 1 TiB.

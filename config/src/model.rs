@@ -119,6 +119,9 @@ pub struct LocalConfig {
     pub log_level: String,
     /// Most probes in flight at once.
     pub probe_concurrency: usize,
+    /// Request body bytes the HTTP server holds at once, across every connection; an upload
+    /// beyond it is answered 503 with `Retry-After`.
+    pub http_body_budget_bytes: usize,
     /// `None`: derive the jitter seed from the agent id.
     pub jitter_seed: Option<u64>,
     /// The audit log rotates before an append would grow `audit.jsonl` past this size.

@@ -370,6 +370,7 @@ pub(crate) struct RawLocal {
     pub log_format: Option<RawLogFormat>,
     pub log_level: Option<String>,
     pub probe_concurrency: Option<u64>,
+    pub http_body_budget_bytes: Option<u64>,
     pub jitter_seed: Option<u64>,
     pub audit_rotate_bytes: Option<u64>,
     pub audit_keep_files: Option<u64>,

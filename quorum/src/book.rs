@@ -3,8 +3,9 @@
 //! [`BallotBook::handle_ballot`] is the only way a ballot gets counted. It checks, in order:
 //! size, decoding, known agent, signature, config digest, sequence (replay, equivocation),
 //! claimed validity (at most the cluster's `ballot_valid_for`), clock skew (from the future)
-//! and expiry. Each failure is a distinct [`Rejection`] with a stable
-//! metric label from [`Rejection::reason`].
+//! and expiry. Each failure is a distinct [`Rejection`] with a stable metric label from
+//! [`Rejection::reason`]. The stateless checks (up to the digest) also run on their own,
+//! outside whatever guards the book (`receipt.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -16,6 +17,9 @@ use crate::membership::Membership;
 use crate::signed::SignedBallot;
 use crate::time::UnixMillis;
 use sha2::{Digest, Sha256};
+
+mod receipt;
+pub use receipt::{Prechecked, Receipt};
 
 /// Hard ceiling on a signed ballot's wire size, whatever the configuration says.
 pub const MAX_BALLOT_BYTES: usize = 16 * 1024 * 1024;
@@ -194,92 +198,6 @@ impl BallotBook {
         }
         let signed = SignedBallot::from_wire(wire)?;
         self.handle_signed(now, signed)
-    }
-
-    /// As [`handle_ballot`](Self::handle_ballot), for an already-parsed envelope.
-    pub fn handle_signed(
-        &mut self,
-        now: UnixMillis,
-        signed: SignedBallot,
-    ) -> Result<Accepted, Rejection> {
-        let ballot = signed.decode_unverified()?;
-        let agent = ballot.agent().clone();
-        let Some(member) = self.membership.get(&agent) else {
-            return Err(Rejection::UnknownAgent(agent));
-        };
-        let held = self.latest.get(&agent);
-        if held.is_some_and(|h| h.signed == signed) {
-            return Ok(Accepted::Duplicate);
-        }
-        if signed.verify_signature(&member.key).is_err() {
-            return Err(Rejection::BadSignature(agent));
-        }
-        if *ballot.config_digest() != self.config.config_digest {
-            return Err(Rejection::ConfigDrift {
-                agent,
-                theirs: *ballot.config_digest(),
-            });
-        }
-        let mut digest = None;
-        if let Some(h) = held {
-            let last = h.ballot.seq();
-            if ballot.seq() <= last {
-                // Not newer: an ordinary late or repeated delivery (a replay), unless this
-                // member already had a different ballot accepted under this very seq.
-                let d = wire_digest(&signed);
-                let first = self
-                    .seen
-                    .get(&agent)
-                    .and_then(|seen| seen.iter().find(|(seq, _)| *seq == ballot.seq()))
-                    .map(|(_, first)| *first)
-                    .or_else(|| (ballot.seq() == last).then(|| wire_digest(&h.signed)));
-                return match first {
-                    Some(first) if first != d => {
-                        let held_first = (ballot.seq() == last).then(|| h.signed.clone());
-                        Err(self.record_equivocation(
-                            agent,
-                            ballot.seq(),
-                            first,
-                            held_first,
-                            signed,
-                            d,
-                        ))
-                    }
-                    _ => Err(Rejection::Replay {
-                        agent,
-                        seq: ballot.seq(),
-                        last,
-                    }),
-                };
-            }
-            digest = Some(wire_digest(&signed));
-        }
-        if u64::from(ballot.valid_for_ms()) > self.config.max_valid_for_ms {
-            return Err(Rejection::ValidityTooLong {
-                agent,
-                valid_for_ms: ballot.valid_for_ms(),
-                max: self.config.max_valid_for_ms,
-            });
-        }
-        let ahead_ms = ballot.issued_at().since(now);
-        if ahead_ms > self.config.max_clock_skew_ms {
-            return Err(Rejection::FromFuture { agent, ahead_ms });
-        }
-        if now > ballot.expires_at() {
-            return Err(Rejection::Expired {
-                agent,
-                age_ms: now.since(ballot.expires_at()),
-            });
-        }
-        let digest = digest.unwrap_or_else(|| wire_digest(&signed));
-        let seen = self.seen.entry(agent.clone()).or_default();
-        seen.push_back((ballot.seq(), digest));
-        while seen.len() > REMEMBERED_SEQS {
-            seen.pop_front();
-        }
-        let verified = Arc::new(VerifiedBallot { signed, ballot });
-        self.latest.insert(agent, Arc::clone(&verified));
-        Ok(Accepted::New(verified))
     }
 
     /// Keeps the proof that `agent` signed `second` under `seq` after a different ballot, and

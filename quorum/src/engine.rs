@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::book::{Accepted, BallotBook, BookConfig, Rejection};
+use crate::book::{Accepted, BallotBook, BookConfig, Prechecked, Receipt, Rejection};
 use crate::decision::{DecisionMachine, DecisionPolicy, Start, Transition};
 use crate::ids::CheckId;
 use crate::membership::Membership;
@@ -63,6 +63,18 @@ impl Engine {
     /// Validates and records a wire-encoded ballot (see [`BallotBook::handle_ballot`]).
     pub fn handle_ballot(&mut self, now: UnixMillis, wire: &[u8]) -> Result<Accepted, Rejection> {
         self.book.handle_ballot(now, wire)
+    }
+
+    /// The stateless half of receipt (see [`crate::book::Receipt`]), to run outside whatever
+    /// guards this engine.
+    #[must_use]
+    pub fn receipt(&self) -> Receipt {
+        self.book.receipt()
+    }
+
+    /// Records a prechecked ballot (see [`BallotBook::admit`]).
+    pub fn admit(&mut self, now: UnixMillis, pre: Prechecked) -> Result<Accepted, Rejection> {
+        self.book.admit(now, pre)
     }
 
     /// Tallies every check at `now` and steps its machine: one evaluation round.

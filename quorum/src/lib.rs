@@ -50,7 +50,7 @@ pub mod tally;
 pub mod time;
 
 pub use ballot::{Ballot, BallotError, ConfigDigest};
-pub use book::{Accepted, BallotBook, BookConfig, Rejection, VerifiedBallot};
+pub use book::{Accepted, BallotBook, BookConfig, Prechecked, Receipt, Rejection, VerifiedBallot};
 pub use cluster::ClusterId;
 pub use decision::{
     After, Basis, DecisionMachine, DecisionPolicy, Restored, Start, State, Transition,

@@ -19,6 +19,7 @@ pub mod emulator;
 pub mod hub;
 pub mod netns;
 pub mod relay;
+pub mod stall;
 pub mod topology;
 
 pub use relay::{Home, LinkStats, Relay};

@@ -7,11 +7,13 @@ mod support;
 
 mod audit;
 mod ballots;
+mod body_budget;
 mod cli;
 mod cluster;
 mod container;
 mod db;
 mod deploy;
+mod disk_stall;
 mod exposition;
 mod flood;
 mod load;

@@ -128,6 +128,8 @@ const CASES: &[Case] = &[
     (&[Set("local.probe_concurrency", "65537")], "local.probe_concurrency", "between 1 and 65536"),
     (&[Set("local.audit_rotate_bytes", "1000")], "local.audit_rotate_bytes", "between 65536 and"),
     (&[Set("local.audit_keep_files", "0")], "local.audit_keep_files", "between 1 and 1000"),
+    (&[Set("local.http_body_budget_bytes", "1048576")], "local.http_body_budget_bytes", "between 16777216 and"),
+    (&[Set("local.http_body_budget_bytes", "4294967297")], "local.http_body_budget_bytes", "between 16777216 and 4294967296"),
     (&[Set("local.jitter_seed", r#""x""#)], "local.jitter_seed", "expected a non-negative integer"),
     (&[Set("local.control_failures_to_abstain", "0")], "local.control_failures_to_abstain", "between 1 and"),
     (&[Del("local.tls.cert_file")], "local.tls.cert_file", "required"),

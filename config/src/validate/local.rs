@@ -162,6 +162,25 @@ pub(super) fn local(
         )
     });
 
+    let budget_path = path.key("http_body_budget_bytes");
+    let http_body_budget_bytes = or_default(
+        raw.http_body_budget_bytes.as_ref(),
+        defaults::HTTP_BODY_BUDGET_BYTES,
+        &budget_path,
+        report,
+    )
+    .and_then(|n| {
+        in_range(
+            n,
+            defaults::HTTP_BODY_BUDGET_MIN,
+            defaults::HTTP_BODY_BUDGET_LIMIT,
+            &budget_path,
+            report,
+            "e.g. 67108864 (64 MiB, the default)",
+        )
+    })
+    .and_then(|n| usize::try_from(n).ok());
+
     let abstain_path = path.key("control_failures_to_abstain");
     let abstain = or_default(
         raw.control_failures_to_abstain.as_ref(),
@@ -205,6 +224,7 @@ pub(super) fn local(
         log_format: log_format?,
         log_level: log_level?,
         probe_concurrency: probe_concurrency?,
+        http_body_budget_bytes: http_body_budget_bytes?,
         jitter_seed: raw.jitter_seed,
         audit_rotate_bytes: audit_rotate_bytes?,
         audit_keep_files: audit_keep_files?,
