@@ -60,6 +60,25 @@ async fn promoting_rig() -> (GateRig, TargetApp, aws_sdk_rds::Client) {
     (rig, standby, rds)
 }
 
+/// Takes the primary down and waits until every agent is at the secondary (epoch 2, idle) and
+/// the winner has audited its promotion's outcome.
+async fn fail_over_and_wait_for_the_promotion(rig: &GateRig) {
+    rig.c.app.set_down(true);
+    rig.wait_gates("every agent at active=secondary, epoch 2, idle", |g| {
+        g.current == "active=secondary" && g.epoch == 2 && !g.busy
+    })
+    .await;
+    rig.c
+        .wait_until(
+            std::time::Duration::from_secs(30),
+            "the winner audited the promotion's outcome",
+            || async {
+                (0..rig.c.len()).any(|i| !rig.audit_events(i, "gate_promote_outcome").is_empty())
+            },
+        )
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_promotes_the_read_replica_once_through_the_fence() {
     let (rig, _standby, rds) = promoting_rig().await;
@@ -73,20 +92,7 @@ async fn failover_promotes_the_read_replica_once_through_the_fence() {
     assert!(stop().await.is_err(), "a read replica cannot be stopped");
     rig.emu.reset_stats().await;
 
-    rig.c.app.set_down(true);
-    rig.wait_gates("every agent at active=secondary, epoch 2, idle", |g| {
-        g.current == "active=secondary" && g.epoch == 2 && !g.busy
-    })
-    .await;
-    rig.c
-        .wait_until(
-            std::time::Duration::from_secs(20),
-            "the winner audited the promotion's outcome",
-            || async {
-                (0..rig.c.len()).any(|i| !rig.audit_events(i, "gate_promote_outcome").is_empty())
-            },
-        )
-        .await;
+    fail_over_and_wait_for_the_promotion(&rig).await;
 
     let promotes = rig.emu.requests("PromoteReadReplica").await;
     assert_eq!(promotes.len(), 1, "promoted exactly once: {promotes:?}");
@@ -156,20 +162,7 @@ async fn a_failover_whose_answer_was_lost_still_promotes() {
         }))
         .await;
     rig.emu.reset_stats().await;
-    rig.c.app.set_down(true);
-    rig.wait_gates("every agent at active=secondary, epoch 2, idle", |g| {
-        g.current == "active=secondary" && g.epoch == 2 && !g.busy
-    })
-    .await;
-    rig.c
-        .wait_until(
-            std::time::Duration::from_secs(30),
-            "the winner audited the promotion's outcome",
-            || async {
-                (0..rig.c.len()).any(|i| !rig.audit_events(i, "gate_promote_outcome").is_empty())
-            },
-        )
-        .await;
+    fail_over_and_wait_for_the_promotion(&rig).await;
     let fence = super::fence_now(&rig.api, &rig.zone_id)
         .await
         .expect("fence");
