@@ -89,16 +89,7 @@ fn ack(m: &mut GateMachine, token: u64) -> Vec<Action> {
 /// Starts at the primary (epoch 1, read), fails the primary, and walks the change up to the
 /// batch being sent. Returns the commit token.
 fn up_to_commit(m: &mut GateMachine) -> u64 {
-    let actions = round(m, 0, &[("p", UP), ("s", UP)]);
-    let Some(Action::Read { token }) = actions.first().cloned() else {
-        panic!("reads first: {actions:?}");
-    };
-    m.handle(Event::Read {
-        token,
-        now: at(10),
-        result: Ok(view(1, "m1", "p", &[])),
-    });
-    drain(m);
+    first_read(m, 0, view(1, "m1", "p", &[]));
     let actions = round(m, 1_000, &[("p", DOWN), ("s", UP)]);
     let decision = append_token(&actions, "Decision");
     assert!(
@@ -134,6 +125,33 @@ fn up_to_commit(m: &mut GateMachine) -> u64 {
         [Action::Commit { token, plan: p }] if *p == plan => *token,
         other => panic!("the batch is sent once it is durable: {other:?}"),
     }
+}
+
+/// Route 53 refused the batch sent with `commit`; the shell re-read `after`.
+fn refused(m: &mut GateMachine, commit: u64, after: View) -> Vec<Action> {
+    m.handle(Event::Committed {
+        token: commit,
+        now: at(1_300),
+        result: Ok(Committed::Rejected {
+            view: after,
+            messages: vec!["InvalidChangeBatch".into()],
+        }),
+    });
+    drain(m)
+}
+
+/// Reads the gate in its first round at `ms`: `shown` is what Route 53 holds.
+fn first_read(m: &mut GateMachine, ms: u64, shown: View) {
+    let actions = round(m, ms, &[("p", UP), ("s", UP)]);
+    let Some(Action::Read { token }) = actions.first().cloned() else {
+        panic!("reads before deciding anything: {actions:?}");
+    };
+    m.handle(Event::Read {
+        token,
+        now: at(ms + 10),
+        result: Ok(shown),
+    });
+    drain(m);
 }
 
 fn promotes(actions: &[Action]) -> bool {
@@ -187,15 +205,7 @@ fn an_accepted_failover_promotes_once_its_intent_is_durable() {
 fn a_refused_retry_of_our_own_landed_batch_is_won_and_promotes() {
     let mut m = machine(GatePolicy::default());
     let commit = up_to_commit(&mut m);
-    m.handle(Event::Committed {
-        token: commit,
-        now: at(1_300),
-        result: Ok(Committed::Rejected {
-            view: view(2, "m0", "s", &[(2, at(1_100))]),
-            messages: vec!["InvalidChangeBatch".into()],
-        }),
-    });
-    let actions = drain(&mut m);
+    let actions = refused(&mut m, commit, view(2, "m0", "s", &[(2, at(1_100))]));
     assert!(
         actions.iter().any(|a| matches!(
             a,
@@ -217,15 +227,7 @@ fn a_refused_retry_of_our_own_landed_batch_is_won_and_promotes() {
 fn another_writers_batch_in_place_does_not_promote() {
     let mut m = machine(GatePolicy::default());
     let commit = up_to_commit(&mut m);
-    m.handle(Event::Committed {
-        token: commit,
-        now: at(1_300),
-        result: Ok(Committed::Rejected {
-            view: view(2, "m1", "s", &[(2, at(1_000))]),
-            messages: vec!["InvalidChangeBatch".into()],
-        }),
-    });
-    let actions = drain(&mut m);
+    let actions = refused(&mut m, commit, view(2, "m1", "s", &[(2, at(1_000))]));
     assert!(!promotes(&actions), "{actions:?}");
     assert_eq!(*m.state().current(), active("s"));
 }
@@ -262,16 +264,7 @@ fn a_lost_answer_is_resolved_by_the_next_read() {
 #[test]
 fn nothing_acts_on_a_decision_that_could_not_be_persisted() {
     let mut m = machine(GatePolicy::default());
-    let actions = round(&mut m, 0, &[("p", UP), ("s", UP)]);
-    let Some(Action::Read { token }) = actions.first().cloned() else {
-        panic!("{actions:?}");
-    };
-    m.handle(Event::Read {
-        token,
-        now: at(10),
-        result: Ok(view(1, "m1", "p", &[])),
-    });
-    drain(&mut m);
+    first_read(&mut m, 0, view(1, "m1", "p", &[]));
     let actions = round(&mut m, 1_000, &[("p", DOWN), ("s", UP)]);
     let decision = append_token(&actions, "Decision");
     m.handle(Event::Appended {
@@ -364,17 +357,12 @@ fn changes_listed_by_the_fence_count_against_velocity() {
         ..GatePolicy::default()
     };
     let mut m = machine(policy);
-    let actions = round(&mut m, 60_000, &[("p", UP), ("s", UP)]);
-    let Some(Action::Read { token }) = actions.first().cloned() else {
-        panic!("{actions:?}");
-    };
     // Two changes in the last minute by others; the records are back at the primary.
-    m.handle(Event::Read {
-        token,
-        now: at(60_010),
-        result: Ok(view(3, "m1", "p", &[(2, at(1_000)), (3, at(30_000))])),
-    });
-    drain(&mut m);
+    first_read(
+        &mut m,
+        60_000,
+        view(3, "m1", "p", &[(2, at(1_000)), (3, at(30_000))]),
+    );
     let actions = round(&mut m, 61_000, &[("p", DOWN), ("s", UP)]);
     assert!(
         !actions.iter().any(|a| matches!(
