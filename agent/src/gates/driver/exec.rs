@@ -112,7 +112,7 @@ impl GateDriver {
                 history,
             } => self.plan(slot, gate, token, &to, expected_epoch, delay_ms, history),
             Action::Commit { token, plan } => self.commit(slot, gate, token, plan),
-            Action::Promote { token, epoch } => self.promote(slot, gate, token, epoch),
+            Action::Promote { token, .. } => self.promote(slot, gate, token),
             Action::CommandDone { token, result } => {
                 if let Some((verified, reply)) = slot.commands.remove(&token) {
                     if result.is_ok() {
@@ -283,7 +283,7 @@ impl GateDriver {
         });
     }
 
-    fn promote(self: &Arc<Self>, slot: &Slot, gate: &GateId, token: Token, _epoch: u64) {
+    fn promote(self: &Arc<Self>, slot: &Slot, gate: &GateId, token: Token) {
         let (me, gate) = (Arc::clone(self), gate.clone());
         let (Some(promoter), Some(p)) = (slot.promoter.clone(), slot.cfg.promote.clone()) else {
             let result = Err(Failure::new("config", "no [promote] for this gate"));

@@ -209,10 +209,6 @@ impl GateMachine {
     // --- what the shell shows (status) -----------------------------------------------------
 
     #[must_use]
-    pub fn config(&self) -> &MachineConfig {
-        &self.cfg
-    }
-    #[must_use]
     pub fn state(&self) -> &GateState {
         &self.state
     }
@@ -259,12 +255,6 @@ impl GateMachine {
         self.epochs.iter().map(|(e, t)| (*e, *t)).collect()
     }
 
-    /// The gate's checks as the last round saw them.
-    #[must_use]
-    pub fn inputs(&self) -> Option<&Inputs> {
-        self.inputs.as_ref()
-    }
-
     fn token(&mut self) -> Token {
         let t = self.next_token;
         self.next_token += 1;
@@ -308,7 +298,7 @@ impl GateMachine {
             }
             Event::Planned { token, now, result } => self.planned(token, now, result),
             Event::Committed { token, now, result } => self.committed(token, now, result),
-            Event::Promoted { token, now, result } => self.promoted(token, now, result),
+            Event::Promoted { token, result, .. } => self.promoted(token, result),
             Event::Command {
                 token,
                 now,
@@ -369,7 +359,7 @@ impl GateMachine {
         let eval = evaluate(&self.cfg.spec, &self.state, &inputs, now);
         self.note_evaluation(&eval);
         if let Evaluation::Change(change) = &eval {
-            self.decide(change.clone(), now, rank);
+            self.decide(change.clone(), rank);
         }
         self.state.observe(&self.cfg.spec, &inputs, &eval, now);
         self.inputs = Some(inputs);

@@ -11,7 +11,7 @@ use crate::time::UnixMillis;
 
 impl GateMachine {
     /// A planned change: persist the decision first; act on it once it is durable.
-    pub(super) fn decide(&mut self, change: PlannedChange, _now: UnixMillis, rank: usize) {
+    pub(super) fn decide(&mut self, change: PlannedChange, rank: usize) {
         let token = self.token();
         let rank = u64::try_from(rank).unwrap_or(u64::MAX);
         let delay_ms = self.cfg.writer_stagger_ms.saturating_mul(rank);
@@ -422,12 +422,7 @@ impl GateMachine {
         });
     }
 
-    pub(super) fn promoted(
-        &mut self,
-        token: Token,
-        _now: UnixMillis,
-        result: Result<Promoted, Failure>,
-    ) {
+    pub(super) fn promoted(&mut self, token: Token, result: Result<Promoted, Failure>) {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Promoting { token: t, epoch } if t == token => self.promote_ended(epoch, result),
             other => self.phase = other,
