@@ -429,4 +429,4 @@ fn state_gauge(s: State) -> f64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

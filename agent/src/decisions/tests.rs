@@ -1,70 +1,23 @@
 use std::time::Duration;
 
 use config::Config;
-use quorum::{Basis, Reason, SigningKey};
+use quorum::{Basis, SigningKey};
 
 use super::*;
 use crate::audit::AuditLog;
-use crate::keys;
+use crate::node::tests::{app, outcome, solo_config};
 use crate::node::Node;
-use crate::probe::ProbeOutcome;
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
 
 /// One member (Q = 1), check `app` with fall_after = rise_after = 2 and a 1 s hold-down.
 fn solo() -> (Arc<Config>, SigningKey) {
-    solo_with("")
+    solo_config("", "")
 }
 
 /// [`solo`] with `extra` shared TOML (more checks).
 fn solo_with(extra: &str) -> (Arc<Config>, SigningKey) {
-    let key = SigningKey::from_bytes(&[9; 32]);
-    let toml = format!(
-        r#"[cluster]
-name = "t"
-round_interval = "1s"
-ballot_valid_for = "4s"
-peer_timeout = "500ms"
-allow_single_member = true
-[[members]]
-id = "solo"
-region = "r"
-url = "http://127.0.0.1:1/"
-public_key = "{}"
-[[checks]]
-id = "app"
-interval = "1s"
-timeout = "500ms"
-fall_after = 2
-rise_after = 2
-hold_down = "1s"
-[checks.http]
-url = "http://127.0.0.1:1/healthz"
-{extra}
-[local]
-agent_id = "solo"
-key_file = "/nonexistent"
-"#,
-        keys::public_key_base64(&key.verifying_key())
-    );
-    (
-        Arc::new(Config::from_toml_str(&toml).expect("valid test config")),
-        key,
-    )
-}
-
-fn app() -> CheckId {
-    CheckId::new("app").expect("id")
-}
-
-fn outcome(healthy: bool) -> ProbeOutcome {
-    ProbeOutcome {
-        healthy,
-        reason: Reason::from_static(if healthy { "ok" } else { "status" }),
-        latency: Duration::from_millis(3),
-        detail: String::new(),
-        lag_ms: None,
-    }
+    solo_config(extra, "")
 }
 
 /// Runs rounds `from..to` (1 s apart) with the app answering `healthy`.

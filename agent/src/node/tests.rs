@@ -9,13 +9,11 @@ use crate::local_resource;
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
 
-fn single_member(control: bool) -> (Arc<Config>, SigningKey) {
+/// A one-member cluster (Q = 1) with check `app` (fall_after = rise_after = 2, 1 s
+/// hold-down); `shared` is appended to the shared settings, `local` to `[local]`. Shared by the
+/// node's and the decisions file's tests.
+pub(crate) fn solo_config(shared: &str, local: &str) -> (Arc<Config>, SigningKey) {
     let key = SigningKey::from_bytes(&[7; 32]);
-    let control = if control {
-        "[[local.control]]\nid = \"vpc\"\ntimeout = \"100ms\"\n[local.control.tcp]\naddress = \"127.0.0.1:9\"\n"
-    } else {
-        ""
-    };
     let toml = format!(
         r#"[cluster]
 name = "t"
@@ -37,10 +35,11 @@ rise_after = 2
 hold_down = "1s"
 [checks.http]
 url = "http://127.0.0.1:1/healthz"
+{shared}
 [local]
 agent_id = "solo"
 key_file = "/nonexistent"
-{control}"#,
+{local}"#,
         keys::public_key_base64(&key.verifying_key())
     );
     (
@@ -49,11 +48,22 @@ key_file = "/nonexistent"
     )
 }
 
-fn app() -> CheckId {
+/// [`solo_config`], with a control probe when `control`.
+fn single_member(control: bool) -> (Arc<Config>, SigningKey) {
+    let control = if control {
+        "[[local.control]]\nid = \"vpc\"\ntimeout = \"100ms\"\n[local.control.tcp]\naddress = \"127.0.0.1:9\"\n"
+    } else {
+        ""
+    };
+    solo_config("", control)
+}
+
+pub(crate) fn app() -> CheckId {
     CheckId::new("app").expect("id")
 }
 
-fn outcome(healthy: bool) -> ProbeOutcome {
+/// A probe result: healthy ("ok") or not ("status").
+pub(crate) fn outcome(healthy: bool) -> ProbeOutcome {
     let reason = if healthy { "ok" } else { "status" };
     ProbeOutcome {
         healthy,
