@@ -274,11 +274,16 @@ mod tests {
 
     const DIGEST: ConfigDigest = ConfigDigest([9; 32]);
 
-    fn key(i: u8) -> SigningKey {
+    pub(super) fn key(i: u8) -> SigningKey {
         SigningKey::from_bytes(&[i + 1; 32])
     }
 
     fn book() -> BallotBook {
+        book_with(DIGEST)
+    }
+
+    /// Three members `a0`…`a2` (keys [`key`]), 4 KiB ballots, 1 s skew, under `digest`.
+    pub(super) fn book_with(digest: ConfigDigest) -> BallotBook {
         let members = (0..3)
             .map(|i| Member {
                 id: AgentId::new(format!("a{i}")).unwrap(),
@@ -290,12 +295,18 @@ mod tests {
             max_ballot_bytes: 4096,
             max_clock_skew_ms: 1_000,
             max_valid_for_ms: 10_000,
-            config_digest: DIGEST,
+            config_digest: digest,
         };
         BallotBook::new(Membership::new(members).unwrap(), cfg)
     }
 
-    fn wire(agent: &str, signer: u8, seq: u64, issued: u64, digest: ConfigDigest) -> Vec<u8> {
+    pub(super) fn wire(
+        agent: &str,
+        signer: u8,
+        seq: u64,
+        issued: u64,
+        digest: ConfigDigest,
+    ) -> Vec<u8> {
         let b = Ballot::new(
             AgentId::new(agent).unwrap(),
             seq,

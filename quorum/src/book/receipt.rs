@@ -202,46 +202,11 @@ impl BallotBook {
 mod tests {
     use super::*;
     use crate::ballot::ConfigDigest;
-    use crate::ids::AgentId;
-    use crate::membership::Member;
-    use crate::signed::SigningKey;
+
+    use super::super::tests::{book_with as book, wire};
 
     const DIGEST: ConfigDigest = ConfigDigest([9; 32]);
     const NOW: UnixMillis = UnixMillis(100_000);
-
-    fn key(i: u8) -> SigningKey {
-        SigningKey::from_bytes(&[i + 1; 32])
-    }
-
-    fn book(digest: ConfigDigest) -> BallotBook {
-        let members = (0..3)
-            .map(|i| Member {
-                id: AgentId::new(format!("a{i}")).unwrap(),
-                region: "r".into(),
-                key: key(i).verifying_key(),
-            })
-            .collect();
-        let cfg = BookConfig {
-            max_ballot_bytes: 4096,
-            max_clock_skew_ms: 1_000,
-            max_valid_for_ms: 60_000,
-            config_digest: digest,
-        };
-        BallotBook::new(Membership::new(members).unwrap(), cfg)
-    }
-
-    fn wire(agent: &str, signer: u8, seq: u64, issued: u64, digest: ConfigDigest) -> Vec<u8> {
-        let b = Ballot::new(
-            AgentId::new(agent).unwrap(),
-            seq,
-            UnixMillis(issued),
-            10_000,
-            digest,
-            vec![],
-        )
-        .unwrap();
-        SignedBallot::sign(&b, &key(signer)).to_wire()
-    }
 
     fn outcome(r: Result<Accepted, Rejection>) -> &'static str {
         match r {
