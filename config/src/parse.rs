@@ -175,6 +175,19 @@ pub(crate) fn fmt_ms(ms: u64) -> String {
 }
 
 /// An integer in `lo..=hi`.
+/// An optional number: the default when unset, and either way within `lo..=hi` (the error
+/// names the field and `fix`). The usual shape of a bounded setting.
+pub(crate) fn ranged_or_default(
+    raw: Option<&u64>,
+    default: u64,
+    (lo, hi): (u64, u64),
+    path: &FieldPath,
+    report: &mut Report,
+    fix: &str,
+) -> Option<u64> {
+    or_default(raw, default, path, report).and_then(|n| in_range(n, lo, hi, path, report, fix))
+}
+
 pub(crate) fn in_range(
     n: u64,
     lo: u64,

@@ -11,8 +11,8 @@ use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::model::{ClusterSettings, MemberConfig};
 use crate::parse::{
-    base_url, duration_or, fmt_ms, http_url, id_error, in_range, non_empty, or_default, public_key,
-    required,
+    base_url, duration_or, fmt_ms, http_url, id_error, non_empty, or_default, public_key,
+    ranged_or_default, required,
 };
 use crate::raw::{RawCluster, RawMember};
 
@@ -89,23 +89,14 @@ pub(super) fn cluster(
     let peer_timeout = duration_or(raw.peer_timeout.as_ref(), &peer_default, &peer_path, report);
 
     let bytes_path = path.key("max_ballot_bytes");
-    let max_bytes = or_default(
+    let max_bytes = ranged_or_default(
         raw.max_ballot_bytes.as_ref(),
         defaults::MAX_BALLOT_BYTES,
+        (1, defaults::MAX_BALLOT_BYTES_LIMIT),
         &bytes_path,
         report,
+        "use a size in bytes, e.g. 4194304 (4 MiB)",
     )
-    .and_then(|n| {
-        let fix = "use a size in bytes, e.g. 4194304 (4 MiB)";
-        in_range(
-            n,
-            1,
-            defaults::MAX_BALLOT_BYTES_LIMIT,
-            &bytes_path,
-            report,
-            fix,
-        )
-    })
     .and_then(|n| usize::try_from(n).ok());
 
     let valid_for = valid_for.and_then(|v| match u32::try_from(v) {

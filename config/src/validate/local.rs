@@ -14,7 +14,8 @@ use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::model::{ControlProbe, HealthListener, LocalConfig, LogFormat, PeerTls, ServerTls};
 use crate::parse::{
-    duration_or, file_path, id_error, in_range, opt_file_path, or_default, required, socket_addr,
+    duration_or, file_path, id_error, opt_file_path, or_default, ranged_or_default, required,
+    socket_addr,
 };
 use crate::raw::{RawControl, RawLocal, RawLogFormat, RawPeerTls, RawServerTls};
 
@@ -109,95 +110,61 @@ pub(super) fn local(
     .and_then(|l| log_filter(&l, &level_path, report));
 
     let conc_path = path.key("probe_concurrency");
-    let probe_concurrency = or_default(
+    let probe_concurrency = ranged_or_default(
         raw.probe_concurrency.as_ref(),
         defaults::PROBE_CONCURRENCY,
+        (1, defaults::PROBE_CONCURRENCY_LIMIT),
         &conc_path,
         report,
+        "e.g. 64",
     )
-    .and_then(|n| {
-        in_range(
-            n,
-            1,
-            defaults::PROBE_CONCURRENCY_LIMIT,
-            &conc_path,
-            report,
-            "e.g. 64",
-        )
-    })
     .and_then(|n| usize::try_from(n).ok());
 
     let rotate_path = path.key("audit_rotate_bytes");
-    let audit_rotate_bytes = or_default(
+    let audit_rotate_bytes = ranged_or_default(
         raw.audit_rotate_bytes.as_ref(),
         defaults::AUDIT_ROTATE_BYTES,
-        &rotate_path,
-        report,
-    )
-    .and_then(|n| {
-        in_range(
-            n,
+        (
             defaults::AUDIT_ROTATE_BYTES_MIN,
             defaults::AUDIT_ROTATE_BYTES_MAX,
-            &rotate_path,
-            report,
-            "e.g. 67108864 (64 MiB)",
-        )
-    });
+        ),
+        &rotate_path,
+        report,
+        "e.g. 67108864 (64 MiB)",
+    );
     let keep_path = path.key("audit_keep_files");
-    let audit_keep_files = or_default(
+    let audit_keep_files = ranged_or_default(
         raw.audit_keep_files.as_ref(),
         defaults::AUDIT_KEEP_FILES,
+        (1, defaults::AUDIT_KEEP_FILES_LIMIT),
         &keep_path,
         report,
-    )
-    .and_then(|n| {
-        in_range(
-            n,
-            1,
-            defaults::AUDIT_KEEP_FILES_LIMIT,
-            &keep_path,
-            report,
-            "e.g. 8 (audit.jsonl.1 to .8 are kept)",
-        )
-    });
+        "e.g. 8 (audit.jsonl.1 to .8 are kept)",
+    );
 
     let budget_path = path.key("http_body_budget_bytes");
-    let http_body_budget_bytes = or_default(
+    let http_body_budget_bytes = ranged_or_default(
         raw.http_body_budget_bytes.as_ref(),
         defaults::HTTP_BODY_BUDGET_BYTES,
-        &budget_path,
-        report,
-    )
-    .and_then(|n| {
-        in_range(
-            n,
+        (
             defaults::HTTP_BODY_BUDGET_MIN,
             defaults::HTTP_BODY_BUDGET_LIMIT,
-            &budget_path,
-            report,
-            "e.g. 67108864 (64 MiB, the default)",
-        )
-    })
+        ),
+        &budget_path,
+        report,
+        "e.g. 67108864 (64 MiB, the default)",
+    )
     .and_then(|n| usize::try_from(n).ok());
 
     let abstain_path = path.key("control_failures_to_abstain");
-    let abstain = or_default(
+    let abstain = ranged_or_default(
         raw.control_failures_to_abstain.as_ref(),
         defaults::CONTROL_FAILURES_TO_ABSTAIN,
+        (1, u64::from(u32::MAX)),
         &abstain_path,
         report,
+        "e.g. 1 (abstain after one failed control round)",
     )
-    .and_then(|n| {
-        in_range(
-            n,
-            1,
-            u64::from(u32::MAX),
-            &abstain_path,
-            report,
-            "e.g. 1 (abstain after one failed control round)",
-        )
-    })
     .and_then(|n| u32::try_from(n).ok());
 
     let tls = match &raw.tls {

@@ -7,8 +7,8 @@ use super::{db, rds};
 use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::parse::{
-    duration_ms, fmt_ms, host_port, http_url, in_range, is_dns_name, non_empty, opt_file_path,
-    or_default, required, server_name, socket_addr_or_ip,
+    duration_ms, fmt_ms, host_port, http_url, is_dns_name, non_empty, opt_file_path, or_default,
+    ranged_or_default, required, server_name, socket_addr_or_ip,
 };
 use crate::probe::{
     DbEngine, DnsProbe, DnsRecordType, DnsTransport, HttpProbe, ProbeSpec, TcpProbe, TlsVerify,
@@ -202,22 +202,14 @@ fn http(
         };
 
     let body_bytes_path = p.key("max_body_bytes");
-    let max_body = or_default(
+    let max_body = ranged_or_default(
         raw.max_body_bytes.as_ref(),
         defaults::HTTP_MAX_BODY_BYTES,
+        (1, defaults::MAX_BODY_BYTES_LIMIT),
         &body_bytes_path,
         report,
+        "e.g. 65536",
     )
-    .and_then(|n| {
-        in_range(
-            n,
-            1,
-            defaults::MAX_BODY_BYTES_LIMIT,
-            &body_bytes_path,
-            report,
-            "e.g. 65536",
-        )
-    })
     .and_then(|n| usize::try_from(n).ok());
 
     let mut tls = tls_verify(raw.ca_file.as_ref(), raw.server_name.as_ref(), p, report);

@@ -4,7 +4,7 @@ use crate::defaults;
 use crate::errors::{FieldPath, Report};
 use crate::model::Route53Local;
 use crate::parse::{
-    base_url, duration_or, duration_or_zero, fmt_ms, in_range, is_region_code, or_default,
+    base_url, duration_or, duration_or_zero, fmt_ms, is_region_code, ranged_or_default,
 };
 use crate::raw::RawRoute53;
 
@@ -76,22 +76,14 @@ pub(super) fn route53(
         }
     }
     let rps_path = path.key("max_requests_per_second");
-    let rps = or_default(
+    let rps = ranged_or_default(
         raw.max_requests_per_second.as_ref(),
         defaults::ROUTE53_MAX_REQUESTS_PER_SECOND,
+        (1, defaults::ROUTE53_MAX_REQUESTS_PER_SECOND_LIMIT),
         &rps_path,
         report,
+        "Route 53 allows 5 requests per second per account, shared by every agent and tool: e.g. 4",
     )
-    .and_then(|n| {
-        in_range(
-            n,
-            1,
-            defaults::ROUTE53_MAX_REQUESTS_PER_SECOND_LIMIT,
-            &rps_path,
-            report,
-            "Route 53 allows 5 requests per second per account, shared by every agent and tool: e.g. 4",
-        )
-    })
     .and_then(|n| u32::try_from(n).ok());
     let insync = duration_or_zero(
         raw.insync_timeout.as_ref(),
