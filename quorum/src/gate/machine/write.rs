@@ -114,17 +114,7 @@ impl GateMachine {
             }
             self.applied += 1;
             self.last_outcome = Some(format!("dry-run: would set {}", change.to));
-            self.push(Action::Append {
-                token: None,
-                record: AuditRecord::Outcome {
-                    to: change.to.clone(),
-                    result: Outcome::DryRun,
-                },
-            });
-            self.note(Note::WriteEnded {
-                to: change.to,
-                outcome: Outcome::DryRun,
-            });
+            self.end_write(change.to, Outcome::DryRun);
             return;
         }
         let token = self.token();
@@ -144,14 +134,11 @@ impl GateMachine {
         now: UnixMillis,
         result: Result<Planned, Failure>,
     ) {
-        let Phase::Planning { token: t, change } = std::mem::replace(&mut self.phase, Phase::Idle)
-        else {
-            return;
+        let change = match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Planning { token: t, change } if t == token => change,
+            // Not the answer this gate waits for (a stale or repeated one): nothing changes.
+            other => return self.phase = other,
         };
-        if t != token {
-            self.phase = Phase::Planning { token: t, change };
-            return;
-        }
         match result {
             Err(error) => self.write_failed(change.to, error, now),
             Ok(Planned::Write {
@@ -189,22 +176,14 @@ impl GateMachine {
         now: UnixMillis,
         result: Result<Committed, Failure>,
     ) {
-        let Phase::Committing {
-            token: t,
-            change,
-            expected_epoch,
-        } = std::mem::replace(&mut self.phase, Phase::Idle)
-        else {
-            return;
-        };
-        if t != token {
-            self.phase = Phase::Committing {
+        let (change, expected_epoch) = match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Committing {
                 token: t,
                 change,
                 expected_epoch,
-            };
-            return;
-        }
+            } if t == token => (change, expected_epoch),
+            other => return self.phase = other,
+        };
         match result {
             Ok(Committed::Accepted(a)) => {
                 let epoch = a.epoch;

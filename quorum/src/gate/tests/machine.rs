@@ -376,3 +376,41 @@ fn changes_listed_by_the_fence_count_against_velocity() {
     );
     assert_eq!(m.last_code(), "velocity");
 }
+
+/// An answer the gate no longer waits for (a repeated or stale one, another token) changes
+/// nothing: the batch in flight is still judged by its own answer, and promotes.
+#[test]
+fn a_stale_answer_does_not_lose_the_write_in_flight() {
+    let mut m = machine(GatePolicy::default());
+    let commit = up_to_commit(&mut m);
+    for stale in [
+        Event::Planned {
+            token: commit + 100,
+            now: at(1_250),
+            result: Err(Failure::new("timeout", "an old plan's answer")),
+        },
+        Event::Committed {
+            token: commit + 100,
+            now: at(1_250),
+            result: Err(Failure::new("timeout", "an old batch's answer")),
+        },
+    ] {
+        m.handle(stale);
+        assert!(drain(&mut m).is_empty(), "a stale answer acts");
+        assert!(m.busy(), "the write is still in flight");
+    }
+    m.handle(Event::Committed {
+        token: commit,
+        now: at(1_300),
+        result: Ok(Committed::Accepted(Accepted {
+            epoch: 2,
+            change_id: "C1".into(),
+            in_sync: true,
+            accepted_at_ms: None,
+            in_sync_at_ms: None,
+        })),
+    });
+    let actions = drain(&mut m);
+    assert!(promotes(&actions), "{actions:?}");
+    assert_eq!(*m.state().current(), active("s"));
+}
