@@ -24,6 +24,12 @@ fn failure(e: &WriteError) -> Failure {
     Failure::new(label, e.to_string())
 }
 
+/// A gate without a Route 53 writer asked for I/O (never for a live gate): answered, so the
+/// machine is never left waiting.
+fn no_writer() -> Failure {
+    Failure::new("internal", "this gate has no Route 53 writer")
+}
+
 /// What the machine needs of a read: the fence, and the gate's state by its records.
 fn view_of(cfg: &config::GateConfig, view: &route53::View) -> View {
     let records = match state_from_records(cfg, &view.records) {
@@ -151,10 +157,12 @@ impl GateDriver {
     }
 
     fn read(self: &Arc<Self>, slot: &Slot, gate: &GateId, token: Token) {
-        let (Some(writer), cfg) = (slot.writer.clone(), slot.cfg.clone()) else {
-            return;
-        };
         let (me, gate) = (Arc::clone(self), gate.clone());
+        let (Some(writer), cfg) = (slot.writer.clone(), slot.cfg.clone()) else {
+            let result = Err(no_writer());
+            let now = self.clock.now();
+            return self.spawn(async move { me.feed(&gate, Event::Read { token, now, result }) });
+        };
         self.spawn(async move {
             let result = match control_records(&cfg, &cfg.spec.normal_state()) {
                 Ok(scope) => writer
@@ -180,11 +188,14 @@ impl GateDriver {
         delay_ms: u64,
         history: Vec<(u64, UnixMillis)>,
     ) {
+        let (me, gate) = (Arc::clone(self), gate.clone());
         let (Some(writer), cfg) = (slot.writer.clone(), slot.cfg.clone()) else {
-            return;
+            let result = Err(no_writer());
+            let now = self.clock.now();
+            return self
+                .spawn(async move { me.feed(&gate, Event::Planned { token, now, result }) });
         };
         let desired = control_records(&cfg, to);
-        let (me, gate) = (Arc::clone(self), gate.clone());
         self.spawn(async move {
             if delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(delay_ms)).await;
