@@ -9,7 +9,7 @@
 //! answers and the decisions file; `journal.rs`: the thread that writes them and publishes
 //! the answers; `status.rs`: the `/v1/status` document.
 
-mod journal;
+pub(crate) mod journal;
 mod persist;
 mod status;
 mod votes;

@@ -146,6 +146,7 @@ pub async fn run(parts: AgentParts) -> anyhow::Result<()> {
     if let Some(g) = &gates {
         g.replay(&history);
         node.set_drill_board(g.drill_board());
+        g.follow_journal(node.journal());
     }
     let intake = node.intake();
     let node = Arc::new(Mutex::new(node));

@@ -81,8 +81,9 @@ impl Shared {
     }
 }
 
-/// The node's persistence queue and the published answers (see the module docs).
-#[derive(Debug)]
+/// The node's persistence queue and the published answers (see the module docs). Clones
+/// share one queue.
+#[derive(Debug, Clone)]
 pub struct Journal {
     shared: Arc<Shared>,
 }

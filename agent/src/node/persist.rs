@@ -72,6 +72,13 @@ impl Node {
         self.journal.wait_idle(limit)
     }
 
+    /// A handle on the queue that writes decision changes (for whoever must read the audit
+    /// log only once this round's records are in it).
+    #[must_use]
+    pub fn journal(&self) -> super::journal::Journal {
+        self.journal.clone()
+    }
+
     /// Decision changes handed to the journal and not yet on disk.
     #[must_use]
     pub fn persist_pending(&self) -> usize {

@@ -8,6 +8,9 @@ use quorum::gate::{Drill, DrillEnd, FinishedDrill};
 use quorum::GateId;
 
 use super::{GateDriver, Slot};
+
+/// How long a drill's verdict waits for the node's pending decision records.
+const JOURNAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::drill::agent::{self as drills, FinishedRecord};
 
 impl GateDriver {
@@ -58,9 +61,18 @@ impl GateDriver {
                 .to_owned()
         });
         let (me, cfg) = (Arc::clone(self), slot.cfg.clone());
+        let journal = self.journal.get().cloned();
         self.spawn(async move {
             let agent = me.agent.clone();
             let judged = tokio::task::spawn_blocking(move || {
+                // The round that finished the drill handed its transitions (the primary's
+                // recovery) to the node's journal: judge once they are in the log.
+                if let Some(j) = journal.filter(|j| !j.wait_idle(JOURNAL_WAIT)) {
+                    tracing::warn!(
+                        pending = j.pending(),
+                        "judging a drill before the node's decision records are all written"
+                    );
+                }
                 path.map(|p| drills::judge(&p, &agent, &cfg, &done))
             })
             .await;

@@ -183,6 +183,9 @@ pub struct GateDriver {
     agent: String,
     /// Where results fed from the appender's thread spawn their I/O.
     runtime: Option<tokio::runtime::Handle>,
+    /// The node's decision journal: a drill is judged from the audit log only once the
+    /// transitions of the round that finished it are written there.
+    journal: std::sync::OnceLock<crate::node::journal::Journal>,
 }
 
 impl std::fmt::Debug for GateDriver {
@@ -304,7 +307,13 @@ impl GateDriver {
             board: DrillBoard::default(),
             agent: cfg.local.agent_id.to_string(),
             runtime: tokio::runtime::Handle::try_current().ok(),
+            journal: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Follows the node's decision journal (see [`GateDriver::journal`]); once, at start-up.
+    pub fn follow_journal(&self, journal: crate::node::journal::Journal) {
+        let _ = self.journal.set(journal);
     }
 
     /// The board the node reads drilled checks from (shared, not copied).
